@@ -1,0 +1,281 @@
+"""The command line: flags -> config -> engine, with progress bars on the terminal.
+
+Bad input ends with exit status 2 and one clear line on stderr, never a traceback. Ctrl-C during
+training stops it cleanly and keeps the best model so far (a second Ctrl-C aborts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .engine.config import METHODS, MODES, PRESETS, ConfigError, make_config
+from .engine.data import Normalization
+from .engine.events import ProgressEvent, StopRequest
+from .engine.io import InputError, load_image, write_tiff
+from .engine.model_files import ModelFileError, load_model, save_model
+from .engine.prediction import PredictionStopped, Predictor
+from .engine.training import train
+
+EXIT_BAD_INPUT = 2
+EXIT_STOPPED = 130
+
+
+class UsageError(Exception):
+    """A command-line problem the user can fix (existing output, missing file...)."""
+
+
+# -- terminal progress -------------------------------------------------------------------------
+class ProgressPrinter:
+    """A one-line progress bar on a terminal; one line per epoch when stderr is not a terminal."""
+
+    def __init__(self, stream=None, width: int = 30, interval: float = 0.2):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.width = width
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.kind in ("started", "finished"):
+            self._newline()
+            label = "start" if event.kind == "started" else "done"
+            self.stream.write(f"[{event.stage}] {label}: {event.message}\n")
+            self.stream.flush()
+            return
+        now = time.monotonic()
+        final_plane = event.kind == "plane" and event.batch == event.batches
+        if event.kind in ("batch", "plane", "tile") and not self.tty:
+            if final_plane:
+                self.stream.write(f"[{event.stage}] {event.batches} planes in {event.elapsed:.1f} s\n")
+            return
+        if event.kind in ("batch", "plane", "tile") and now - self._last < self.interval and not final_plane:
+            return
+        self._last = now
+        line = self._format(event)
+        if self.tty:
+            self.stream.write("\r" + line.ljust(100)[:120])
+            if event.kind == "epoch" and event.epoch == event.epochs:
+                self._newline()
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def _format(self, event: ProgressEvent) -> str:
+        filled = int(round(event.fraction * self.width))
+        bar = "#" * filled + "-" * (self.width - filled)
+        left = f" ~{_duration(event.time_left)} left" if event.time_left is not None else ""
+        if event.kind == "plane":
+            return f"[{event.stage}] |{bar}| plane {event.batch}/{event.batches}{left}"
+        parts = [f"[{event.stage}] |{bar}| epoch {event.epoch}/{event.epochs}"]
+        if event.train_loss is not None:
+            parts.append(f"loss {event.train_loss:.4f}")
+        if event.val_loss is not None:
+            parts.append(f"val {event.val_loss:.4f}")
+        if event.best_val_loss is not None:
+            parts.append(f"best {event.best_val_loss:.4f}")
+        return " ".join(parts) + left
+
+    def _newline(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class _StopOnInterrupt:
+    """First Ctrl-C asks the engine to stop (keeping the best model); the second one aborts."""
+
+    def __init__(self, stop: StopRequest):
+        self.stop = stop
+        self._previous = None
+
+    def __enter__(self):
+        if sys.stdin is not None and hasattr(signal, "SIGINT"):
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+            except ValueError:  # not in the main thread
+                self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.stop.requested:
+            raise KeyboardInterrupt
+        sys.stderr.write("\nstopping after this batch (Ctrl-C again to abort)...\n")
+        self.stop.set()
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _check_output(path: Path, force: bool, is_dir: bool = False) -> None:
+    """Never overwrite a user's file without asking."""
+    exists = path.exists() and (not is_dir or any(path.iterdir()))
+    if not exists or force:
+        return
+    if sys.stdin is not None and sys.stdin.isatty():
+        answer = input(f"{path} exists. Overwrite? [y/N] ").strip().lower()
+        if answer in ("y", "yes"):
+            return
+    raise UsageError(f"{path} already exists; choose another output or pass --force to overwrite")
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set learning_rate=1e-3")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+# -- commands ------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    overrides = _parse_sets(args.set or [])
+    for flag, key in (("epochs", "epochs"), ("max_time", "max_time"), ("seed", "seed"), ("device", "device")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    config = make_config(args.method, args.mode, args.preset, overrides)
+    out = Path(args.out)
+    _check_output(out, args.force, is_dir=True)
+    images = [load_image(path) for path in args.input]
+    normalization = Normalization.fit(images, config.data)
+
+    def checkpoint(state: dict, summary: dict) -> None:
+        # The best weights so far are always on disk, even if the run is killed.
+        save_model(out, config, normalization, state, summary)
+
+    stop = StopRequest()
+    printer = ProgressPrinter()
+    with _StopOnInterrupt(stop):
+        result = train(config, images, callback=printer, stop=stop, checkpoint=checkpoint, normalization=normalization)
+    write_history(out / "history.csv", result.history)
+    print(f"model: {out / 'config.json'}, {out / 'model.pth'}")
+    if args.no_predict:
+        return 0
+    predictor = Predictor(result.model, result.normalization, config.mode, device=config.training.device)
+    for index, (path, image) in enumerate(zip(args.input, images, strict=True)):
+        denoised = predictor.predict(image[0] if image.shape[0] == 1 else image, callback=printer)
+        name = "denoised.tif" if len(images) == 1 else f"denoised_{index + 1}_{Path(path).stem}.tif"
+        target = write_tiff(out / name, denoised)
+        print(f"denoised: {target}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model)
+    out = Path(args.out)
+    _check_output(out, args.force)
+    predictor = Predictor(
+        loaded.model,
+        loaded.normalization,
+        loaded.mode,
+        tile_size=args.tile,
+        batch_size=args.batch,
+        device=args.device or "auto",
+    )
+    stop = StopRequest()
+    with _StopOnInterrupt(stop):
+        target = predictor.predict_file(args.input, out, callback=ProgressPrinter(), stop=stop)
+    print(f"denoised: {target}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), max_time=args.max_time, force=args.force)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="denoise-studio",
+        description="Self-supervised denoising of microscopy images (Noise2Void family).",
+    )
+    parser.add_argument("--version", action="version", version=f"denoise-studio {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model on noisy images and denoise them")
+    p.add_argument("input", nargs="+", help="TIFF/PNG image(s) or stack(s) to train on")
+    p.add_argument("--method", choices=METHODS, default="n2v")
+    p.add_argument("--mode", choices=MODES, default="2d")
+    p.add_argument("--preset", choices=PRESETS, default="fast")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-time", type=float, dest="max_time", help="wall-time budget in seconds")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set patch_size=96 --set training.learning_rate=5e-4",
+    )
+    p.add_argument("--out", required=True, help="run directory for config.json, model.pth, denoised.tif")
+    p.add_argument("--no-predict", action="store_true", help="only train; do not denoise the input")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="apply a trained model to an image or stack (streamed to disk)")
+    p.add_argument("model", help="run directory (or its config.json)")
+    p.add_argument("input", help="TIFF/PNG image or stack")
+    p.add_argument("--out", required=True, help="output TIFF")
+    p.add_argument("--tile", type=int, default=256, help="tile side in pixels (the overlap is automatic)")
+    p.add_argument("--batch", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="denoise the bundled sample image and write a side-by-side PNG")
+    p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
+    p.add_argument("--max-time", type=float, default=60.0, dest="max_time", help="training budget in seconds")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (InputError, ConfigError, ModelFileError, UsageError) as err:
+        sys.stderr.write(f"error: {err}\n")
+        return EXIT_BAD_INPUT
+    except PredictionStopped as err:
+        sys.stderr.write(f"stopped: {err}; no output was written\n")
+        return EXIT_STOPPED
+    except OSError as err:  # disk full, permission denied...
+        sys.stderr.write(f"error: {err.strerror or err} ({getattr(err, 'filename', '') or ''})\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("aborted\n")
+        return EXIT_STOPPED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

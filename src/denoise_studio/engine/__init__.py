@@ -1,0 +1,1 @@
+"""The denoising engine: pure Python + torch + numpy. Never imports Qt or napari."""

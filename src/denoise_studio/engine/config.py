@@ -1,0 +1,355 @@
+"""Validated run configuration, presets and JSON round trip.
+
+One :class:`DenoiseConfig` describes a training run completely. The CLI fills it from flags,
+the napari widgets edit it, and it is written beside the weights as JSON. Every field is
+validated here and only here: unknown or out-of-range values raise :class:`ConfigError`
+with a message that names the field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Method = Literal["n2v", "n2v2"]
+Mode = Literal["2d", "2.5d"]
+Preset = Literal["fast", "balanced", "quality"]
+
+METHODS: tuple[str, ...] = ("n2v", "n2v2")
+MODES: tuple[str, ...] = ("2d", "2.5d")
+PRESETS: tuple[str, ...] = ("fast", "balanced", "quality")
+
+#: 2.5D needs enough slices for a meaningful train/validation split of centre slices.
+MIN_SLICES_2P5D = 20
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """How training patches are drawn from the images."""
+
+    patch_size: int = Field(64, ge=16, le=512, description="Side of the square training patches (pixels).")
+    patches_per_image: int = Field(
+        100, ge=1, le=100_000, description="Patches drawn from each image (or slice) per epoch."
+    )
+    val_fraction: float = Field(
+        0.1, ge=0.02, le=0.5, description="Share of the image area held out for validation (never trained on)."
+    )
+    augment: bool = Field(True, description="Random flips (and rotations, see augment_rotate) of patches.")
+    augment_rotate: bool = Field(
+        True,
+        description="Also use 90-degree rotations and transposes. Turn off for structured noise: "
+        "they mix the noise axes.",
+    )
+    normalization: Literal["meanstd", "percentile"] = Field(
+        "meanstd", description="Intensity normalisation computed on the training data and stored with the model."
+    )
+    percentile_low: float = Field(1.0, ge=0.0, lt=50.0, description="Lower percentile (percentile normalisation).")
+    percentile_high: float = Field(99.8, gt=50.0, le=100.0, description="Upper percentile (percentile normalisation).")
+
+
+class MaskingConfig(_Strict):
+    """Blind-spot masking (Noise2Void family)."""
+
+    mask_percent: float = Field(
+        15.0, ge=0.05, le=25.0, description="Percentage of pixels of a patch that are blind spots."
+    )
+    strategy: Literal["uniform", "median", "mean"] = Field(
+        "uniform",
+        description="Value put into a blind spot: a random neighbour (N2V), the neighbourhood median (N2V2) "
+        "or the neighbourhood mean. The centre pixel and other blind spots are never used.",
+    )
+    neighbourhood_radius: int = Field(
+        5, ge=1, le=7, description="Radius of the neighbourhood the replacement value comes from."
+    )
+    struct_mask: list[list[list[bool]]] | None = Field(
+        None,
+        description="structN2V kernel, planes x K x K (1 plane in 2D, 3 planes Z-1, Z, Z+1 in 2.5D); "
+        "its non-centre pixels get random values.",
+    )
+
+    @field_validator("struct_mask")
+    @classmethod
+    def _check_struct_mask(cls, value: list[list[list[bool]]] | None) -> list[list[list[bool]]] | None:
+        if value is None:
+            return value
+        planes = len(value)
+        if planes not in (1, 3):
+            raise ValueError(f"needs 1 plane (2D) or 3 planes (2.5D), got {planes}")
+        size = len(value[0])
+        if size % 2 == 0 or size > 15:
+            raise ValueError(f"kernel side must be odd and at most 15, got {size}")
+        for plane in value:
+            if len(plane) != size or any(len(row) != size for row in plane):
+                raise ValueError("every plane must be a square K x K grid of the same size")
+        centre_plane = value[planes // 2]
+        if not centre_plane[size // 2][size // 2]:
+            raise ValueError("the centre pixel of the centre plane must be set")
+        return value
+
+
+class ModelConfig(_Strict):
+    """The U-Net."""
+
+    depth: int = Field(2, ge=1, le=5, description="Number of down-sampling levels of the U-Net.")
+    base_features: int = Field(32, ge=4, le=256, description="Feature channels of the first level.")
+    upsampling: Literal["nearest", "bilinear", "transposed"] = Field(
+        "nearest", description="How the decoder up-samples: resize (nearest/bilinear) or transposed convolution."
+    )
+    resize_conv: bool = Field(
+        True, description="Follow a resize up-sampling with a 3x3 convolution (avoids checkerboard artefacts)."
+    )
+    blur_pool: bool = Field(False, description="Anti-aliased (blurred) down-sampling, as in N2V2.")
+    top_skip: bool = Field(True, description="Skip connection at full resolution (N2V2 removes it).")
+    batch_norm: bool = Field(False, description="Batch normalisation after each convolution.")
+    residual: bool = Field(False, description="Predict a correction added to the input (residual U-Net).")
+
+
+class TrainingConfig(_Strict):
+    """Optimisation, stopping and hardware."""
+
+    epochs: int = Field(100, ge=1, le=100_000, description="Maximum number of epochs.")
+    batch_size: int = Field(8, ge=1, le=512, description="Patches per optimisation step.")
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="Adam learning rate.")
+    lr_schedule: Literal["plateau", "cosine", "constant"] = Field(
+        "plateau",
+        description="plateau: halve on a validation plateau; cosine: decay to 2% over the run "
+        "(epochs or max_time, whichever ends first); constant.",
+    )
+    early_stopping: bool = Field(True, description="Stop when the validation loss stops improving.")
+    patience: int = Field(10, ge=1, le=10_000, description="Epochs without improvement before early stopping.")
+    max_time: float | None = Field(
+        None, gt=0.0, description="Wall-time budget in seconds; training stops cleanly and keeps the best model."
+    )
+    seed: int | None = Field(42, ge=0, description="Random seed; the same seed gives the same CPU run.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast where the processor supports it natively, else fp32."
+    )
+
+
+class MaskExtractorConfig(_Strict):
+    """autoStructN2V: how the structured-noise mask is extracted from the stage-1 residual."""
+
+    adaptive: bool = Field(True, description="Ring-wise percentile thresholds that get stricter outwards.")
+    base_percentile: float = Field(
+        50.0, ge=0.0, le=99.0, description="Percentile threshold of the first ring around the centre."
+    )
+    percentile_decay: float = Field(
+        1.15, ge=1.0, le=3.0, description="Factor per ring; higher means stricter outer rings."
+    )
+    max_pixels: int = Field(25, ge=1, le=225, description="Largest number of masked pixels (centre included).")
+    max_radius: int = Field(5, ge=2, le=7, description="Largest correlation lag examined (kernel side 2r+1).")
+    abs_floor: float = Field(0.10, ge=0.0, le=1.0, description="Smallest |correlation| that counts as structure.")
+    z_sigma: float = Field(5.0, ge=0.0, le=50.0, description="Noise floor in standard errors of white noise.")
+    two_sided: bool = Field(True, description="Score |correlation| (negative correlations count too).")
+    dilate: bool = Field(True, description="Extend a detected line by one pixel at each end.")
+
+
+class DenoiseConfig(_Strict):
+    """Everything that defines a training run."""
+
+    method: Method = "n2v"
+    mode: Mode = "2d"
+    preset: Preset | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    masking: MaskingConfig = Field(default_factory=MaskingConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> DenoiseConfig:
+        step = 2**self.model.depth
+        if self.data.patch_size % step:
+            raise ValueError(f"data.patch_size ({self.data.patch_size}) must be a multiple of 2**model.depth ({step})")
+        if self.data.patch_size < 4 * step:
+            raise ValueError(
+                f"data.patch_size ({self.data.patch_size}) is too small for model.depth {self.model.depth}; "
+                f"use at least {4 * step}"
+            )
+        kernel = self.masking.struct_mask
+        if kernel is not None:
+            planes = len(kernel)
+            wanted = 3 if self.mode == "2.5d" else 1
+            if planes not in (1, wanted):
+                raise ValueError(f"masking.struct_mask has {planes} planes; mode {self.mode} takes {wanted}")
+        return self
+
+    # -- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DenoiseConfig:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err)) from None
+
+    def updated(self, overrides: dict[str, Any]) -> DenoiseConfig:
+        """A copy with ``overrides`` applied (keys dotted or flat, see :func:`apply_overrides`)."""
+        return apply_overrides(self, overrides)
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "data": DataConfig,
+    "masking": MaskingConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+}
+
+
+def format_validation_error(err: ValidationError) -> str:
+    parts = []
+    for item in err.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "config"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        if "input" in item and item["type"] != "extra_forbidden" and not isinstance(item["input"], dict):
+            message += f" (got {item['input']!r})"
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)
+
+
+def field_names() -> dict[str, str]:
+    """Flat field name -> dotted path, for every settable field (used for ``--set key=value``)."""
+    names: dict[str, str] = {}
+    for section, model in _SECTIONS.items():
+        for name in model.model_fields:
+            names[name] = f"{section}.{name}"
+    return names
+
+
+def resolve_key(key: str) -> str:
+    """Turn ``lr``-style flat names or dotted paths into a dotted path; unknown keys raise."""
+    key = key.strip().replace("-", "_")
+    if key in ("method", "mode", "preset"):
+        return key
+    if "." in key:
+        section, _, name = key.partition(".")
+        if section in _SECTIONS and name in _SECTIONS[section].model_fields:
+            return key
+        raise ConfigError(f"{key}: unknown field")
+    names = field_names()
+    if key in names:
+        return names[key]
+    raise ConfigError(f"{key}: unknown field (known: {', '.join(sorted(names))})")
+
+
+def _parse_value(raw: Any) -> Any:
+    """Values from the command line arrive as strings; JSON covers numbers, bools, null and lists."""
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    lowered = text.lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false", "on", "off", "yes", "no"):
+        return lowered in ("true", "on", "yes")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(config: DenoiseConfig, overrides: dict[str, Any]) -> DenoiseConfig:
+    data = config.to_dict()
+    for key, raw in overrides.items():
+        path = resolve_key(key)
+        value = _parse_value(raw)
+        if "." in path:
+            section, name = path.split(".")
+            data[section][name] = value
+        else:
+            data[path] = value
+    return DenoiseConfig.from_dict(data)
+
+
+# -- presets -------------------------------------------------------------------------------
+def _preset_values(preset: str) -> dict[str, dict[str, Any]]:
+    if preset == "fast":
+        # Tuned on a 2-core CPU (docs/benchmarks.md): a narrow, shallow net with a dense
+        # stratified mask and a cosine schedule over a 2-minute budget beats wider nets that
+        # manage fewer optimiser steps in the same time.
+        return {
+            "data": {"patch_size": 64, "patches_per_image": 200},
+            "masking": {"mask_percent": 6.25, "strategy": "mean", "neighbourhood_radius": 1},
+            "model": {"depth": 2, "base_features": 16},
+            "training": {
+                "epochs": 400,
+                "batch_size": 16,
+                "learning_rate": 1e-3,
+                "lr_schedule": "cosine",
+                "early_stopping": False,
+                "max_time": 110.0,
+            },
+        }
+    if preset == "balanced":
+        # The published module defaults.
+        return {
+            "data": {"patch_size": 64, "patches_per_image": 100},
+            "masking": {"mask_percent": 15.0, "strategy": "uniform", "neighbourhood_radius": 5},
+            "model": {"depth": 4, "base_features": 64},
+            "training": {
+                "epochs": 100,
+                "batch_size": 8,
+                "learning_rate": 1e-4,
+                "lr_schedule": "plateau",
+                "early_stopping": True,
+                "patience": 10,
+            },
+        }
+    if preset == "quality":
+        return {
+            "data": {"patch_size": 96, "patches_per_image": 200},
+            "masking": {"mask_percent": 5.0, "strategy": "mean", "neighbourhood_radius": 1},
+            "model": {"depth": 3, "base_features": 32},
+            "training": {
+                "epochs": 300,
+                "batch_size": 16,
+                "learning_rate": 5e-4,
+                "lr_schedule": "cosine",
+                "early_stopping": True,
+                "patience": 30,
+            },
+        }
+    raise ConfigError(f"preset: unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+
+
+def make_config(
+    method: str = "n2v",
+    mode: str = "2d",
+    preset: str = "fast",
+    overrides: dict[str, Any] | None = None,
+) -> DenoiseConfig:
+    """Build a validated config from a method, a mode and a preset, then apply ``overrides``."""
+    if method not in METHODS:
+        raise ConfigError(f"method: unknown method {method!r} (choose from {', '.join(METHODS)})")
+    if mode not in MODES:
+        raise ConfigError(f"mode: unknown mode {mode!r} (choose from {', '.join(MODES)})")
+    values = _preset_values(preset)
+    if method == "n2v2":
+        # N2V2 (Hoeck et al. 2022): median replacement, blur-pool, no top-level skip.
+        values["masking"].update(
+            strategy="median", neighbourhood_radius=max(2, values["masking"]["neighbourhood_radius"])
+        )
+        values["model"].update(blur_pool=True, top_skip=False)
+    data: dict[str, Any] = {"method": method, "mode": mode, "preset": preset, **values}
+    config = DenoiseConfig.from_dict(data)
+    if overrides:
+        config = apply_overrides(config, overrides)
+    return config

@@ -1,0 +1,259 @@
+"""Training data: normalisation, the train/validation split, patch sampling, augmentation, 2.5D triplets.
+
+Images arrive as ``(Z, Y, X)`` stacks (a 2D image is Z=1). In 2D mode every slice is an
+independent training image with one input channel; in 2.5D mode the input has three channels,
+slices Z-1, Z and Z+1 (reflected at the stack ends), and the network predicts the centre slice.
+
+The validation set is a set of patch-sized blocks held out in *every* slice; training patches are
+drawn only where they do not touch a held-out block, so no validation pixel is ever trained on
+(and in 2.5D, no validation pixel is seen as a neighbouring slice either).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .config import MIN_SLICES_2P5D, DataConfig
+from .io import InputError, check_image
+
+#: Validation patches are capped so that a validation pass stays cheap next to an epoch.
+MAX_VALIDATION_PATCHES = 64
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """A linear intensity mapping ``(x - offset) / scale``, stored with the model."""
+
+    offset: float
+    scale: float
+    kind: str = "meanstd"
+
+    @classmethod
+    def fit(cls, stacks: Sequence[np.ndarray], config: DataConfig) -> Normalization:
+        # Subsample very large data: the statistics converge long before every pixel is read.
+        values = np.concatenate([np.asarray(s, dtype=np.float64).ravel()[:: _stride(s.size)] for s in stacks])
+        if config.normalization == "percentile":
+            low, high = np.percentile(values, [config.percentile_low, config.percentile_high])
+            offset, scale = float(low), float(high - low)
+        else:
+            offset, scale = float(values.mean()), float(values.std())
+        if not np.isfinite(scale) or scale <= 0:
+            raise InputError(
+                "the training data has no intensity spread in the chosen normalisation range; "
+                "it is constant or nearly so"
+            )
+        return cls(offset=offset, scale=scale, kind=config.normalization)
+
+    def normalize(self, image: np.ndarray) -> np.ndarray:
+        return ((np.asarray(image, dtype=np.float32) - np.float32(self.offset)) / np.float32(self.scale)).astype(
+            np.float32, copy=False
+        )
+
+    def denormalize(self, image: np.ndarray) -> np.ndarray:
+        return (np.asarray(image, dtype=np.float32) * np.float32(self.scale) + np.float32(self.offset)).astype(
+            np.float32, copy=False
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Normalization:
+        return cls(offset=float(data["offset"]), scale=float(data["scale"]), kind=str(data.get("kind", "meanstd")))
+
+
+def _stride(size: int, target: int = 4_000_000) -> int:
+    return max(1, size // target)
+
+
+def input_channels(mode: str) -> int:
+    return 3 if mode == "2.5d" else 1
+
+
+def check_stack_for_mode(stack: np.ndarray, mode: str, name: str = "image") -> np.ndarray:
+    """Validate an image for a mode; 2.5D needs a real stack of enough slices."""
+    stack = check_image(stack, name=name)
+    if mode == "2.5d" and stack.shape[0] < MIN_SLICES_2P5D:
+        raise InputError(
+            f"{name}: insufficient stack depth for 2.5D: {stack.shape[0]} slice"
+            f"{'s' if stack.shape[0] != 1 else ''}, need {MIN_SLICES_2P5D}; use 2D mode"
+        )
+    return stack
+
+
+#: A 2.5D model needs real neighbouring slices; with fewer it would see copies of the centre slice.
+MIN_SLICES_2P5D_PREDICTION = 3
+
+
+def check_depth_for_prediction(depth: int, mode: str, name: str = "image") -> None:
+    if mode == "2.5d" and depth < MIN_SLICES_2P5D_PREDICTION:
+        raise InputError(
+            f"{name}: a 2.5D model needs a stack of at least {MIN_SLICES_2P5D_PREDICTION} slices, got {depth}; "
+            "use a 2D model for single images"
+        )
+
+
+def triplet_indices(z: int, depth: int) -> tuple[int, int, int]:
+    """Slices Z-1, Z, Z+1 with reflection at the ends (slice -1 is slice 1)."""
+    if depth == 1:
+        return (0, 0, 0)
+    below = z - 1 if z > 0 else 1
+    above = z + 1 if z < depth - 1 else depth - 2
+    return (below, z, above)
+
+
+def plane_input(stack: np.ndarray, z: int, mode: str) -> np.ndarray:
+    """Network input for slice ``z``: (1, Y, X) in 2D, (3, Y, X) in 2.5D."""
+    if mode == "2.5d":
+        return np.stack([stack[i] for i in triplet_indices(z, stack.shape[0])])
+    return stack[z][np.newaxis]
+
+
+class PatchSampler:
+    """Draws training patches outside held-out validation blocks, for every slice of every stack."""
+
+    def __init__(
+        self,
+        stacks: Sequence[np.ndarray],
+        mode: str,
+        config: DataConfig,
+        rng: np.random.Generator,
+    ):
+        self.stacks = [np.asarray(s, dtype=np.float32) for s in stacks]
+        self.mode = mode
+        self.config = config
+        self.patch = config.patch_size
+        self._regions = [self._split(stack.shape[1:], rng) for stack in self.stacks]
+
+    # -- split -------------------------------------------------------------------------------
+    def _split(self, shape: tuple[int, int], rng: np.random.Generator) -> tuple[list[tuple[int, int]], np.ndarray]:
+        p = self.patch
+        height, width = shape
+        if height < p or width < p:
+            raise InputError(
+                f"image of {height}x{width} pixels is smaller than the patch size {p}; "
+                f"set data.patch_size to at most {_largest_patch(min(height, width))}"
+            )
+        rows, cols = height // p, width // p
+        blocks = [(r * p, c * p) for r in range(rows) for c in range(cols)]
+        n_val = max(1, int(round(self.config.val_fraction * len(blocks))))
+        if len(blocks) - n_val < 1 and (height - p < p // 2 and width - p < p // 2):
+            raise InputError(
+                f"image of {height}x{width} pixels is too small to hold out validation data with patch size {p}; "
+                f"use data.patch_size {_largest_patch(min(height, width) // 2)} or a larger image"
+            )
+        order = rng.permutation(len(blocks))
+        val_blocks = [blocks[i] for i in order[:n_val]]
+        held_out = np.zeros(shape, dtype=bool)
+        for y, x in val_blocks:
+            held_out[y : y + p, x : x + p] = True
+        allowed = _allowed_origins(held_out, p)
+        if not allowed.size:
+            raise InputError(
+                f"no room for training patches of {p} pixels outside the validation region in a "
+                f"{height}x{width} image; lower data.patch_size or data.val_fraction"
+            )
+        return val_blocks, allowed
+
+    @property
+    def validation_blocks(self) -> list[list[tuple[int, int]]]:
+        return [blocks for blocks, _ in self._regions]
+
+    # -- patches ----------------------------------------------------------------------------
+    def _extract(self, stack_index: int, zs: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        stack = self.stacks[stack_index]
+        offsets = np.arange(self.patch)
+        rows = ys[:, None, None] + offsets[None, :, None]
+        cols = xs[:, None, None] + offsets[None, None, :]
+        if self.mode == "2.5d":
+            planes = np.array([triplet_indices(int(z), stack.shape[0]) for z in zs])
+            channels = [stack[planes[:, c, None, None], rows, cols] for c in range(3)]
+            return np.stack(channels, axis=1)
+        return stack[zs[:, None, None], rows, cols][:, np.newaxis]
+
+    def epoch(self, rng: np.random.Generator, batch_size: int) -> Iterator[np.ndarray]:
+        """Yield shuffled, augmented batches ``(B, C, P, P)`` covering one epoch."""
+        picks = []
+        for index, stack in enumerate(self.stacks):
+            _, allowed = self._regions[index]
+            n = self.config.patches_per_image * stack.shape[0]
+            zs = np.repeat(np.arange(stack.shape[0]), self.config.patches_per_image)
+            flat = allowed[rng.integers(0, allowed.size, size=n)]
+            width = stack.shape[2]
+            picks.append((np.full(n, index), zs, flat // width, flat % width))
+        stack_ids, zs, ys, xs = (np.concatenate(parts) for parts in zip(*picks, strict=True))
+        order = rng.permutation(stack_ids.size)
+        for start in range(0, order.size, batch_size):
+            chosen = order[start : start + batch_size]
+            batch = np.concatenate(
+                [
+                    self._extract(
+                        int(s),
+                        zs[chosen][stack_ids[chosen] == s],
+                        ys[chosen][stack_ids[chosen] == s],
+                        xs[chosen][stack_ids[chosen] == s],
+                    )
+                    for s in np.unique(stack_ids[chosen])
+                ]
+            )
+            if self.config.augment:
+                batch = augment(batch, rng, rotate=self.config.augment_rotate)
+            yield np.ascontiguousarray(batch)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        total = sum(self.config.patches_per_image * s.shape[0] for s in self.stacks)
+        return -(-total // batch_size)
+
+    def validation_patches(self, rng: np.random.Generator) -> np.ndarray:
+        """The held-out blocks of every slice (``(N, C, P, P)``, at most MAX_VALIDATION_PATCHES, spread evenly)."""
+        items = [
+            (index, z, y, x)
+            for index, stack in enumerate(self.stacks)
+            for z in range(stack.shape[0])
+            for (y, x) in self._regions[index][0]
+        ]
+        if len(items) > MAX_VALIDATION_PATCHES:
+            keep = np.linspace(0, len(items) - 1, MAX_VALIDATION_PATCHES).round().astype(int)
+            items = [items[i] for i in keep]
+        patches = [self._extract(index, np.array([z]), np.array([y]), np.array([x]))[0] for index, z, y, x in items]
+        return np.ascontiguousarray(np.stack(patches))
+
+
+def _largest_patch(side: int) -> int:
+    """Largest multiple of 16 (at least 16) that fits in ``side``."""
+    return max(16, (side // 16) * 16)
+
+
+def _allowed_origins(held_out: np.ndarray, patch: int) -> np.ndarray:
+    """Flat indices of top-left corners whose patch does not touch the held-out region."""
+    height, width = held_out.shape
+    integral = np.zeros((height + 1, width + 1), dtype=np.int64)
+    integral[1:, 1:] = held_out.cumsum(0).cumsum(1)
+    h, w = height - patch + 1, width - patch + 1
+    counts = (
+        integral[patch : patch + h, patch : patch + w]
+        - integral[:h, patch : patch + w]
+        - integral[patch : patch + h, :w]
+        + integral[:h, :w]
+    )
+    ys, xs = np.nonzero(counts == 0)
+    return ys * width + xs
+
+
+def augment(batch: np.ndarray, rng: np.random.Generator, rotate: bool = True) -> np.ndarray:
+    """Random element of the dihedral group (8 flips/rotations), or of the 4 axis-keeping flips."""
+    out = np.empty_like(batch)
+    choices = rng.integers(0, 8 if rotate else 4, size=batch.shape[0])
+    for i, choice in enumerate(choices):
+        patch = batch[i]
+        if choice & 1:
+            patch = patch[..., ::-1]
+        if choice & 2:
+            patch = patch[..., ::-1, :]
+        if choice & 4:
+            patch = np.swapaxes(patch, -1, -2)
+        out[i] = patch
+    return out

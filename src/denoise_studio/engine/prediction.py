@@ -1,0 +1,158 @@
+"""Tiled, batched prediction of 2D images and stacks, in memory or streamed to disk.
+
+Exactness: a U-Net is translation-equivariant only for shifts by multiples of 2**depth, and a tile's
+border pixels see zero padding. Tiles therefore start on the pooling grid of the padded image and
+carry a margin of at least the measured receptive-field radius (rounded up to the pooling step) on
+every side. Under those conditions a tiled prediction equals the untiled one up to float rounding,
+with no more overlap than that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import Normalization, check_depth_for_prediction, plane_input, triplet_indices
+from .events import ProgressCallback, ProgressEvent, RunState, StopRequest, emit
+from .io import LazyStack, check_image, write_tiff_stream
+from .training import autocast_context, memory_format, resolve_device, resolve_precision
+from .unet import UNet, receptive_radius
+
+
+class PredictionStopped(RuntimeError):
+    """Prediction was stopped on request; nothing was written."""
+
+
+class Predictor:
+    """Applies a trained model with its normalisation to new data."""
+
+    def __init__(
+        self,
+        model: UNet,
+        normalization: Normalization,
+        mode: str,
+        *,
+        tile_size: int = 256,
+        batch_size: int = 4,
+        device: str = "auto",
+        precision: str = "auto",
+    ):
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.format = memory_format(self.device)
+        self.model = model.to(device=self.device, memory_format=self.format).eval()
+        self.normalization = normalization
+        self.mode = mode
+        step = model.step
+        self.margin = -(-receptive_radius(model.config, model.in_channels) // step) * step
+        self.tile_size = max(step, (int(tile_size) // step) * step)
+        self.batch_size = max(1, int(batch_size))
+
+    # -- one plane ---------------------------------------------------------------------------
+    def predict_normalized_plane(self, channels: np.ndarray, stop: StopRequest | None = None) -> np.ndarray:
+        """Predict one plane from normalised input channels ``(C, Y, X)``; returns normalised ``(Y, X)``."""
+        _, height, width = channels.shape
+        step, m = self.model.step, self.margin
+        extra_y, extra_x = (-height) % step, (-width) % step
+        padded = np.pad(channels, ((0, 0), (m, m + extra_y), (m, m + extra_x)), mode="reflect")
+        core_h, core_w = height + extra_y, width + extra_x
+        output = np.empty((core_h, core_w), dtype=np.float32)
+        tiles = [
+            (y, x, min(self.tile_size, core_h - y), min(self.tile_size, core_w - x))
+            for y in range(0, core_h, self.tile_size)
+            for x in range(0, core_w, self.tile_size)
+        ]
+        # Tiles of equal shape go through the network together.
+        by_shape: dict[tuple[int, int], list] = {}
+        for tile in tiles:
+            by_shape.setdefault(tile[2:], []).append(tile)
+        with torch.no_grad(), autocast_context(self.device, self.precision):
+            for (th, tw), group in by_shape.items():
+                for start in range(0, len(group), self.batch_size):
+                    if stop is not None and stop.requested:
+                        raise PredictionStopped("prediction stopped on request")
+                    chunk = group[start : start + self.batch_size]
+                    batch = np.stack([padded[:, y : y + th + 2 * m, x : x + tw + 2 * m] for y, x, _, _ in chunk])
+                    tensor = torch.from_numpy(batch).to(self.device).contiguous(memory_format=self.format)
+                    result = self.model(tensor)[:, 0, m : m + th, m : m + tw].float().cpu().numpy()
+                    for (y, x, _, _), tile in zip(chunk, result, strict=True):
+                        output[y : y + th, x : x + tw] = tile
+        return output[:height, :width]
+
+    # -- images and stacks ---------------------------------------------------------------------
+    def predict(
+        self,
+        image: np.ndarray,
+        *,
+        callback: ProgressCallback | None = None,
+        stop: StopRequest | None = None,
+    ) -> np.ndarray:
+        """Denoise a ``(Y, X)`` image or a ``(Z, Y, X)`` stack; returns float32 of the same shape."""
+        squeeze = np.asarray(image).ndim == 2
+        stack = check_image(image)
+        check_depth_for_prediction(stack.shape[0], self.mode)
+        normalized = self.normalization.normalize(stack)
+        out = np.empty(stack.shape, dtype=np.float32)
+        for z, plane in enumerate(self._planes(normalized, callback, stop)):
+            out[z] = plane
+        return out[0] if squeeze else out
+
+    def _planes(self, normalized: np.ndarray, callback, stop) -> Iterator[np.ndarray]:
+        start = time.perf_counter()
+        depth = normalized.shape[0]
+        for z in range(depth):
+            plane = self.predict_normalized_plane(plane_input(normalized, z, self.mode), stop)
+            yield self.normalization.denormalize(plane)
+            emit(callback, _plane_event(z, depth, start))
+
+    def predict_file(
+        self,
+        source: str | Path,
+        target: str | Path,
+        *,
+        callback: ProgressCallback | None = None,
+        stop: StopRequest | None = None,
+    ) -> Path:
+        """Denoise a TIFF stack slice by slice, streaming the result to ``target`` (bounded memory)."""
+        stack = LazyStack(source)
+        try:
+            check_depth_for_prediction(len(stack), self.mode, name=str(source))
+            shape = stack.shape
+            return write_tiff_stream(target, self._stream(stack, callback, stop), shape, np.float32)
+        finally:
+            stack.close()
+
+    def _stream(self, stack: LazyStack, callback, stop) -> Iterator[np.ndarray]:
+        start = time.perf_counter()
+        depth = len(stack)
+        cache: dict[int, np.ndarray] = {}
+        for z in range(depth):
+            wanted = triplet_indices(z, depth) if self.mode == "2.5d" else (z,)
+            cache = {i: cache[i] if i in cache else self._read_plane(stack, i) for i in set(wanted)}
+            channels = np.stack([cache[i] for i in wanted])
+            plane = self.predict_normalized_plane(channels, stop)
+            yield self.normalization.denormalize(plane)
+            emit(callback, _plane_event(z, depth, start))
+
+    def _read_plane(self, stack: LazyStack, index: int) -> np.ndarray:
+        return self.normalization.normalize(stack[index])
+
+
+def _plane_event(z: int, depth: int, start: float) -> ProgressEvent:
+    elapsed = time.perf_counter() - start
+    done = (z + 1) / depth
+    return ProgressEvent(
+        "plane",
+        "prediction",
+        RunState.PREDICTING,
+        batch=z + 1,
+        batches=depth,
+        epoch=1,
+        epochs=1,
+        elapsed=elapsed,
+        time_left=elapsed / done * (1 - done),
+    )
