@@ -13,10 +13,22 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from pydantic import ValidationError
+
 from . import __version__
-from .engine.config import METHODS, MODES, PRESETS, ConfigError, make_config
-from .engine.data import Normalization
-from .engine.events import ProgressEvent, StopRequest
+from .engine.config import (
+    METHODS,
+    MODES,
+    PRESETS,
+    ConfigError,
+    MaskExtractorConfig,
+    format_validation_error,
+    make_autostruct_config,
+    make_config,
+)
+from .engine.data import Normalization, plane_input
+from .engine.events import PipelineStateError, ProgressEvent, StopRequest
 from .engine.io import InputError, load_image, write_tiff
 from .engine.model_files import ModelFileError, load_model, save_model
 from .engine.prediction import PredictionStopped, Predictor
@@ -154,6 +166,10 @@ def write_history(path: Path, history: list[dict]) -> None:
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.method == "autostructn2v":
+        return cmd_train_autostruct(args)
+    if args.auto_approve or args.mask:
+        raise UsageError("--auto-approve and --mask belong to --method autostructn2v")
     overrides = _parse_sets(args.set or [])
     for flag, key in (("epochs", "epochs"), ("max_time", "max_time"), ("seed", "seed"), ("device", "device")):
         value = getattr(args, flag)
@@ -183,6 +199,127 @@ def cmd_train(args: argparse.Namespace) -> int:
         name = "denoised.tif" if len(images) == 1 else f"denoised_{index + 1}_{Path(path).stem}.tif"
         target = write_tiff(out / name, denoised)
         print(f"denoised: {target}")
+    return 0
+
+
+def _print_extraction(result) -> None:
+    print(result.to_text_grid())
+    print(
+        f"kernel {result.kernel_size}x{result.kernel_size}, {result.active_pixels} active px, "
+        f"coverage {result.coverage_percent:.1f} %, noise floor {result.floor:.3f}"
+    )
+    print(result.summary())
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+
+
+def _parse_extractor(line: str, current: MaskExtractorConfig) -> MaskExtractorConfig:
+    values = current.to_dict() if hasattr(current, "to_dict") else current.model_dump()
+    for item in line.split():
+        key, sep, value = item.partition("=")
+        if not sep or key not in MaskExtractorConfig.model_fields:
+            raise ConfigError(f"extractor.{key}: unknown field (known: {', '.join(MaskExtractorConfig.model_fields)})")
+        values[key] = value
+    try:
+        return MaskExtractorConfig.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError("extractor." + format_validation_error(err)) from None
+
+
+def terminal_review(pipeline) -> None:
+    """The review gate on a terminal: approve, regenerate with new parameters, or skip stage 2."""
+    while True:
+        _print_extraction(pipeline.extraction)
+        if not pipeline.extraction.structured:
+            print("recommendation: skip stage 2 (it would equal N2V)")
+        answer = input("[a]pprove and train stage 2 / [r]egenerate with new parameters / [s]kip stage 2: ")
+        answer = answer.strip().lower()[:1]
+        if answer == "a":
+            pipeline.approve()
+            return
+        if answer == "s":
+            pipeline.skip_stage2()
+            return
+        if answer == "r":
+            line = input("parameters, e.g. base_percentile=60 percentile_decay=1.3 max_pixels=9: ")
+            try:
+                pipeline.regenerate(_parse_extractor(line, pipeline.config.extractor))
+            except ConfigError as err:
+                print(f"error: {err}")
+
+
+def cmd_train_autostruct(args: argparse.Namespace) -> int:
+    overrides = _parse_sets(args.set or [])
+    for flag in ("epochs", "max_time", "seed", "device"):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[flag] = value
+    if args.auto_approve:
+        overrides["auto_approve"] = True
+    from .engine.methods.autostruct import AutoStructPipeline
+
+    config = make_autostruct_config(args.mode, args.preset, overrides)
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+    if not (config.auto_approve or args.mask or interactive):
+        raise UsageError("no terminal to review the mask on; pass --auto-approve, or --mask MASK.npy")
+    out = Path(args.out)
+    _check_output(out, args.force, is_dir=True)
+    images = [load_image(path) for path in args.input]
+    stop = StopRequest()
+    printer = ProgressPrinter()
+    pipeline = AutoStructPipeline(config, images, callback=printer, stop=stop, run_dir=out)
+    with _StopOnInterrupt(stop):
+        if args.mask:
+            pipeline.use_mask(_load_mask(args.mask))
+            pipeline.run_stage2()
+        else:
+            pipeline.run(review=None if config.auto_approve else terminal_review)
+            if pipeline.extraction is not None and config.auto_approve:
+                _print_extraction(pipeline.extraction)
+    pipeline.save()
+    for stage, result in (("stage1", pipeline.stage1), ("stage2", pipeline.stage2)):
+        if result is not None:
+            write_history(out / f"history_{stage}.csv", result.history)
+    print(f"autoStructN2V {pipeline.state.value}: {pipeline.message}")
+    print(f"model: {out / 'config.json'}")
+    if args.no_predict or pipeline.final is None:
+        return 0
+    final = pipeline.final
+    predictor = Predictor(final.model, pipeline.normalization, config.mode, device=config.stage2.training.device)
+    for index, (path, image) in enumerate(zip(args.input, images, strict=True)):
+        denoised = predictor.predict(image[0] if image.shape[0] == 1 else image, callback=printer)
+        name = "denoised.tif" if len(images) == 1 else f"denoised_{index + 1}_{Path(path).stem}.tif"
+        print(f"denoised: {write_tiff(out / name, denoised)}")
+    return 0
+
+
+def _load_mask(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot be read as a mask (.npy of booleans): {err}") from None
+
+
+def cmd_mask(args: argparse.Namespace) -> int:
+    """Extract a mask from an existing model's residual on an image (any N2V model serves as stage 1)."""
+    from .engine.mask_extraction import extract_struct_mask
+
+    loaded = load_model(args.model)
+    model = loaded.stage_models.get("stage1", loaded.model)
+    image = load_image(args.input)
+    params = _parse_extractor(" ".join(args.set or []), MaskExtractorConfig())
+    predictor = Predictor(model, loaded.normalization, loaded.mode, device=args.device or "auto")
+    noisy = loaded.normalization.normalize(image)
+    denoised = np.stack(
+        [predictor.predict_normalized_plane(plane_input(noisy, z, loaded.mode)) for z in range(noisy.shape[0])]
+    )
+    result = extract_struct_mask(noisy, denoised, params, mode=loaded.mode)
+    _print_extraction(result)
+    if args.out:
+        out = Path(args.out)
+        _check_output(out, args.force)
+        np.save(out, result.mask)
+        print(f"mask: {out}")
     return 0
 
 
@@ -222,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on noisy images and denoise them")
     p.add_argument("input", nargs="+", help="TIFF/PNG image(s) or stack(s) to train on")
-    p.add_argument("--method", choices=METHODS, default="n2v")
+    p.add_argument("--method", choices=(*METHODS, "autostructn2v"), default="n2v")
     p.add_argument("--mode", choices=MODES, default="2d")
     p.add_argument("--preset", choices=PRESETS, default="fast")
     p.add_argument("--epochs", type=int)
@@ -237,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="run directory for config.json, model.pth, denoised.tif")
     p.add_argument("--no-predict", action="store_true", help="only train; do not denoise the input")
+    p.add_argument("--auto-approve", action="store_true", help="autostructn2v: approve the extracted mask unseen")
+    p.add_argument("--mask", help="autostructn2v: use this mask (.npy) and train stage 2 (structN2V) only")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.set_defaults(func=cmd_train)
 
@@ -249,6 +388,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("mask", help="extract a structured-noise mask from a trained model's residual")
+    p.add_argument("model", help="run directory of a trained model (N2V or autoStructN2V)")
+    p.add_argument("input", help="the noisy image or stack")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extractor parameter, e.g. --set base_percentile=60 --set max_pixels=9",
+    )
+    p.add_argument("--out", help="save the mask as .npy")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--force", action="store_true", help="overwrite an existing mask file")
+    p.set_defaults(func=cmd_mask)
 
     p = sub.add_parser("demo", help="denoise the bundled sample image and write a side-by-side PNG")
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
@@ -263,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (InputError, ConfigError, ModelFileError, UsageError) as err:
+    except (InputError, ConfigError, ModelFileError, UsageError, PipelineStateError) as err:
         sys.stderr.write(f"error: {err}\n")
         return EXIT_BAD_INPUT
     except PredictionStopped as err:

@@ -353,3 +353,105 @@ def make_config(
     if overrides:
         config = apply_overrides(config, overrides)
     return config
+
+
+# -- autoStructN2V ----------------------------------------------------------------------------
+class AutoStructConfig(_Strict):
+    """autoStructN2V: stage 1 (N2V), mask extraction, review, stage 2 (structN2V with the mask)."""
+
+    method: Literal["autostructn2v"] = "autostructn2v"
+    mode: Mode = "2d"
+    preset: Preset | None = None
+    stage1: DenoiseConfig
+    stage2: DenoiseConfig
+    extractor: MaskExtractorConfig = Field(default_factory=MaskExtractorConfig)
+    auto_approve: bool = Field(False, description="Approve the extracted mask without review and go on to stage 2.")
+    stage2_init: Literal["scratch", "stage1"] = Field(
+        "scratch",
+        description="Start stage 2 from random weights, or fine-tune stage 1's weights (needs a small learning rate).",
+    )
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> AutoStructConfig:
+        for name in ("stage1", "stage2"):
+            stage = getattr(self, name)
+            if stage.mode != self.mode:
+                raise ValueError(f"{name}.mode ({stage.mode}) differs from mode ({self.mode})")
+        if self.stage1.masking.struct_mask is not None:
+            raise ValueError("stage1.masking.struct_mask must be empty: stage 1 is plain N2V")
+        if self.stage2_init == "stage1" and self.stage1.model != self.stage2.model:
+            raise ValueError("stage2_init 'stage1' needs the same stage1.model and stage2.model settings")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AutoStructConfig:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err)) from None
+
+
+def _autostruct_stage_values(preset: str, stage: int) -> dict[str, dict[str, Any]]:
+    if preset == "balanced":
+        # The published module defaults for the two stages.
+        if stage == 1:
+            return {
+                "data": {"patch_size": 32, "patches_per_image": 100, "augment": False},
+                "masking": {"mask_percent": 15.0},
+                "training": {"batch_size": 4, "learning_rate": 1e-4},
+            }
+        return {
+            "data": {"patch_size": 64, "patches_per_image": 200, "augment": True, "augment_rotate": False},
+            "masking": {"mask_percent": 10.0},
+            "training": {"batch_size": 2, "learning_rate": 1e-5},
+        }
+    # fast / quality: the CPU-tuned N2V recipe of each preset, with augmentation off in stage 1
+    # (the extractor must see the noise as it is) and axis-keeping flips only in stage 2.
+    if stage == 1:
+        return {"data": {"augment": False}}
+    return {"data": {"augment": True, "augment_rotate": False}}
+
+
+def make_autostruct_config(
+    mode: str = "2d",
+    preset: str = "fast",
+    overrides: dict[str, Any] | None = None,
+) -> AutoStructConfig:
+    """autoStructN2V config from a preset; override keys may be prefixed ``stage1.``, ``stage2.``
+    or ``extractor.``; unprefixed training keys apply to both stages."""
+    stages = {}
+    for stage in (1, 2):
+        config = make_config("n2v", mode, preset)
+        data = config.to_dict()
+        for section, values in _autostruct_stage_values(preset, stage).items():
+            data[section].update(values)
+        if preset == "balanced":
+            data["model"].update(depth=2, base_features=32)
+        stages[f"stage{stage}"] = data
+    record: dict[str, Any] = {"mode": mode, "preset": preset, **stages}
+    stage_overrides: dict[str, dict[str, Any]] = {"stage1": {}, "stage2": {}}
+    for key, raw in (overrides or {}).items():
+        head, _, rest = key.partition(".")
+        if head in ("stage1", "stage2") and rest:
+            stage_overrides[head][rest] = raw
+        elif head == "extractor" and rest:
+            if rest not in MaskExtractorConfig.model_fields:
+                raise ConfigError(f"{key}: unknown field")
+            record.setdefault("extractor", {})[rest] = _parse_value(raw)
+        elif key in ("auto_approve", "stage2_init"):
+            record[key] = _parse_value(raw)
+        elif key in MaskExtractorConfig.model_fields:
+            record.setdefault("extractor", {})[key] = _parse_value(raw)
+        else:
+            stage_overrides["stage1"][key] = raw
+            stage_overrides["stage2"][key] = raw
+    for name, values in stage_overrides.items():
+        if values:
+            try:
+                record[name] = apply_overrides(DenoiseConfig.from_dict(record[name]), values).to_dict()
+            except ConfigError as err:
+                raise ConfigError(f"{name}.{err}") from None
+    return AutoStructConfig.from_dict(record)

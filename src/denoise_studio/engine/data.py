@@ -121,11 +121,15 @@ class PatchSampler:
         mode: str,
         config: DataConfig,
         rng: np.random.Generator,
+        struct_kernel: np.ndarray | None = None,
     ):
         self.stacks = [np.asarray(s, dtype=np.float32) for s in stacks]
         self.mode = mode
         self.config = config
         self.patch = config.patch_size
+        # With a struct mask, only augmentations that leave the kernel unchanged keep the noise
+        # structure the kernel describes.
+        self.transforms = kernel_symmetries(struct_kernel, config.augment_rotate) if struct_kernel is not None else None
         self._regions = [self._split(stack.shape[1:], rng) for stack in self.stacks]
 
     # -- split -------------------------------------------------------------------------------
@@ -200,7 +204,7 @@ class PatchSampler:
                 ]
             )
             if self.config.augment:
-                batch = augment(batch, rng, rotate=self.config.augment_rotate)
+                batch = augment(batch, rng, rotate=self.config.augment_rotate, allowed=self.transforms)
             yield np.ascontiguousarray(batch)
 
     def steps_per_epoch(self, batch_size: int) -> int:
@@ -243,17 +247,30 @@ def _allowed_origins(held_out: np.ndarray, patch: int) -> np.ndarray:
     return ys * width + xs
 
 
-def augment(batch: np.ndarray, rng: np.random.Generator, rotate: bool = True) -> np.ndarray:
-    """Random element of the dihedral group (8 flips/rotations), or of the 4 axis-keeping flips."""
+def dihedral(array: np.ndarray, choice: int) -> np.ndarray:
+    """Element ``choice`` (0-7) of the dihedral group on the last two axes; 0-3 keep the axes."""
+    if choice & 1:
+        array = array[..., ::-1]
+    if choice & 2:
+        array = array[..., ::-1, :]
+    if choice & 4:
+        array = np.swapaxes(array, -1, -2)
+    return array
+
+
+def kernel_symmetries(kernel: np.ndarray, rotate: bool = True) -> tuple[int, ...]:
+    """The flips/rotations that map a struct kernel onto itself: the only safe augmentations for it."""
+    kernel = np.asarray(kernel, dtype=bool)
+    choices = range(8 if rotate else 4)
+    return tuple(c for c in choices if np.array_equal(dihedral(kernel, c), kernel))
+
+
+def augment(
+    batch: np.ndarray, rng: np.random.Generator, rotate: bool = True, allowed: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """Random element of the dihedral group (8 flips/rotations), of the 4 axis-keeping flips, or of ``allowed``."""
+    options = np.asarray(allowed if allowed else range(8 if rotate else 4))
     out = np.empty_like(batch)
-    choices = rng.integers(0, 8 if rotate else 4, size=batch.shape[0])
-    for i, choice in enumerate(choices):
-        patch = batch[i]
-        if choice & 1:
-            patch = patch[..., ::-1]
-        if choice & 2:
-            patch = patch[..., ::-1, :]
-        if choice & 4:
-            patch = np.swapaxes(patch, -1, -2)
-        out[i] = patch
+    for i, choice in enumerate(rng.choice(options, size=batch.shape[0])):
+        out[i] = dihedral(batch[i], int(choice))
     return out

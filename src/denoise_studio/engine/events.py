@@ -64,6 +64,10 @@ class ProgressEvent:
 ProgressCallback = Callable[[ProgressEvent], None]
 
 
+class PipelineStateError(RuntimeError):
+    """A step of a multi-stage run was asked for in a state where it makes no sense."""
+
+
 class StopRequest:
     """A thread-safe flag: set it from any thread, the engine honours it within one batch or tile."""
 

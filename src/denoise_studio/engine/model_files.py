@@ -40,6 +40,9 @@ class LoadedModel:
     normalization: Normalization
     model: UNet
     record: dict = field(default_factory=dict)
+    #: autoStructN2V: every stage's model ("stage1", "stage2") and the approved struct mask.
+    stage_models: dict[str, UNet] = field(default_factory=dict)
+    mask: np.ndarray | None = None
 
     @property
     def mode(self) -> str:
@@ -166,6 +169,10 @@ def build_checked_model(config: DenoiseConfig, state: dict, source: Path) -> UNe
 def load_model(path: str | os.PathLike, weights: str | os.PathLike | None = None) -> LoadedModel:
     """Load a run directory (or a ``config.json`` plus an explicit ``weights`` file)."""
     config_path, record = read_record(path)
+    if record.get("method") == "autostructn2v":
+        from .methods.autostruct import load_autostruct
+
+        return load_autostruct(config_path, record)
     try:
         config = DenoiseConfig.from_dict(record["config"])
         normalization = Normalization.from_dict(record["normalization"])

@@ -145,7 +145,8 @@ class Trainer:
         precision = resolve_precision(cfg.training.precision, device)
         fmt = memory_format(device)
 
-        sampler = PatchSampler(normalized, cfg.mode, cfg.data, rng)
+        struct = getattr(self.method, "struct_kernel", None)
+        sampler = PatchSampler(normalized, cfg.mode, cfg.data, rng, struct_kernel=struct)
         model = build_model(cfg.model, input_channels(cfg.mode))
         if initial_state is not None:
             model.load_state_dict(initial_state)

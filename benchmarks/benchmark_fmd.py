@@ -1,0 +1,202 @@
+"""Benchmark on the real paired data: noisy input, classical filters, N2V and N2V2 (Fast preset).
+
+Quality: PSNR/SSIM against the high-SNR reference (and PSNR after an affine fit for W2S, whose two
+images were normalised separately). Speed: training patches/s and prediction megapixels/s, each
+also reported as a ratio against a baseline run in the same process -- a CAREamics-style N2V
+network (U-Net depth 2, 32 features, fp32, 256-px tiles with a fixed 48-px overlap) -- because
+absolute timings on shared machines are noisy.
+
+    python benchmarks/benchmark_fmd.py                 # FMD + W2S, 120 s per model, writes docs/benchmarks.md
+    python benchmarks/benchmark_fmd.py --quick         # two FMD images, 30 s per model, prints only
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from denoise_studio.engine.config import ModelConfig, make_config
+from denoise_studio.engine.filters import BASELINE_FILTERS, apply_filter
+from denoise_studio.engine.io import load_image
+from denoise_studio.engine.metrics import affine_psnr, psnr, ssim
+from denoise_studio.engine.prediction import Predictor
+from denoise_studio.engine.training import train
+from denoise_studio.engine.unet import UNet
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "paired"
+
+
+def pairs(data: Path, quick: bool) -> list[tuple[str, Path, Path, bool]]:
+    """(name, noisy, reference, needs_affine_fit)."""
+    fmd = [
+        (f"FMD {n}", data / "fmd_confocal" / f"{n}_noisy.tif", data / "fmd_confocal" / f"{n}_gt_avg50.tif", False)
+        for n in ("fish", "BPAE_G", "BPAE_B", "mice")
+    ]
+    w2s = [
+        (f"W2S {i}", data / "w2s_8bit" / f"w2s_{i}_avg1_noisy.tif", data / "w2s_8bit" / f"w2s_{i}_avg400_gt.tif", True)
+        for i in ("085_1", "090_0", "099_0", "100_1", "105_2", "115_1")
+    ]
+    return fmd[:2] if quick else fmd + w2s
+
+
+def scores(prediction: np.ndarray, reference: np.ndarray, affine: bool) -> dict[str, float]:
+    result = {"psnr": psnr(prediction, reference), "ssim": ssim(prediction, reference)}
+    if affine:
+        result["psnr_affine"] = affine_psnr(prediction, reference)
+    return result
+
+
+def baseline_predict(model: UNet, image: np.ndarray, tile: int = 256, overlap: int = 48) -> np.ndarray:
+    """CAREamics-style tiling: fixed overlap, one tile per forward pass, fp32, default memory format."""
+    model = model.eval().float()
+    height, width = image.shape
+    step = model.step
+    padded = np.pad(image, ((overlap, overlap + (-height) % step), (overlap, overlap + (-width) % step)), "reflect")
+    out = np.zeros_like(padded)
+    stride = tile - 2 * overlap
+    with torch.no_grad():
+        for y in range(0, height, stride):
+            for x in range(0, width, stride):
+                block = padded[y : y + tile, x : x + tile]
+                th, tw = (block.shape[0] // step) * step, (block.shape[1] // step) * step
+                pred = model(torch.from_numpy(np.ascontiguousarray(block[:th, :tw]))[None, None])[0, 0].numpy()
+                out[y + overlap : y + th - overlap, x + overlap : x + tw - overlap] = pred[
+                    overlap : th - overlap, overlap : tw - overlap
+                ]
+    return out[overlap : overlap + height, overlap : overlap + width]
+
+
+def speed_section(noisy: np.ndarray, seconds: float) -> list[str]:
+    """Training and prediction speed of the Fast preset against the baseline network, same process."""
+    lines = ["", "### Speed against an in-process baseline", ""]
+    base_cfg = make_config(
+        "n2v",
+        "2d",
+        "fast",
+        {"depth": 2, "base_features": 32, "precision": "fp32", "batch_size": 16, "max_time": seconds, "epochs": 1000},
+    )
+    fast_cfg = make_config("n2v", "2d", "fast", {"max_time": seconds, "epochs": 1000})
+    base = train(base_cfg, noisy)
+    fast = train(fast_cfg, noisy)
+    lines += [
+        "| | baseline (depth 2, 32 features, fp32) | Fast preset | ratio |",
+        "|---|---:|---:|---:|",
+        f"| training patches/s ({seconds:.0f} s each) | {base.patches_per_second:.0f} | "
+        f"{fast.patches_per_second:.0f} | {fast.patches_per_second / base.patches_per_second:.2f}x |",
+    ]
+    baseline_model = UNet(ModelConfig(depth=2, base_features=32))
+    baseline_model.load_state_dict(base.model.cpu().float().state_dict())
+    normalized = ((noisy - noisy.mean()) / noisy.std()).astype(np.float32)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        baseline_predict(baseline_model, normalized)
+    base_rate = 3 * noisy.size / 1e6 / (time.perf_counter() - t0)
+    predictor = Predictor(fast.model, fast.normalization, "2d")
+    predictor.predict(noisy)  # warm-up (receptive field probe, oneDNN kernel selection)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        predictor.predict(noisy)
+    fast_rate = 3 * noisy.size / 1e6 / (time.perf_counter() - t0)
+    lines.append(
+        f"| prediction MP/s (512x512, tiled) | {base_rate:.2f} | {fast_rate:.2f} | {fast_rate / base_rate:.2f}x |"
+    )
+    lines.append("")
+    lines.append(
+        f"Fast preset: precision {fast.precision}, {fast.steps} steps; baseline {base.steps} steps. "
+        f"Prediction overlap: {predictor.margin} px (measured receptive field) vs a fixed 48 px."
+    )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--max-time", type=float, default=120.0)
+    parser.add_argument("--methods", nargs="+", default=["n2v", "n2v2"])
+    parser.add_argument("--quick", action="store_true", help="two FMD images, 30 s per model, no file written")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"skipped: the paired data folder {args.data} is not there", file=sys.stderr)
+        return 0
+    budget = 30.0 if args.quick else args.max_time
+
+    filter_names = [f"{n} {s:g}" for n, s in BASELINE_FILTERS]
+    header = ["image", "noisy", *filter_names, *(m.upper() for m in args.methods)]
+    psnr_rows, ssim_rows, speed_rows = [], [], []
+    wins = []
+    for name, noisy_path, ref_path, affine in pairs(args.data, args.quick):
+        noisy, reference = load_image(noisy_path)[0], load_image(ref_path)[0].astype(np.float32)
+        key = "psnr_affine" if affine else "psnr"
+        results = {"noisy": scores(noisy, reference, affine)}
+        for filt, size in BASELINE_FILTERS:
+            results[f"{filt} {size:g}"] = scores(apply_filter(noisy, filt, size), reference, affine)
+        for method in args.methods:
+            config = make_config(method, "2d", "fast", {"max_time": budget, "epochs": 10_000})
+            result = train(config, noisy)
+            predictor = Predictor(result.model, result.normalization, "2d")
+            predictor.predict(noisy)
+            t0 = time.perf_counter()
+            denoised = predictor.predict(noisy)
+            rate = noisy.size / 1e6 / (time.perf_counter() - t0)
+            results[method.upper()] = scores(denoised, reference, affine)
+            speed_rows.append(
+                f"| {name} | {method.upper()} | {result.steps} | {result.patches_per_second:.0f} | {rate:.2f} |"
+            )
+        best_filter = max((results[k][key], k) for k in filter_names)
+        best_dl = max(results[m.upper()][key] for m in args.methods)
+        wins.append((name, best_dl, best_filter))
+        psnr_rows.append(f"| {name} | " + " | ".join(f"{results[h][key]:.2f}" for h in header[1:]) + " |")
+        ssim_rows.append(f"| {name} | " + " | ".join(f"{results[h]['ssim']:.3f}" for h in header[1:]) + " |")
+        print(psnr_rows[-1], flush=True)
+
+    head = "| " + " | ".join(header) + " |\n|" + "---|" * len(header)
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Produced by `python benchmarks/benchmark_fmd.py` (max-time {budget:g} s per model) on a "
+        f"{torch.get_num_threads()}-thread CPU, torch {torch.__version__}. Data: `../shared/data/paired/` "
+        "(FMD confocal: single frame vs 50-frame average; W2S widefield: single shot vs 400-shot average, "
+        "PSNR after an affine fit because the two were normalised separately). Each model is trained on "
+        "the noisy image alone, without the reference.",
+        "",
+        "## PSNR (dB)",
+        "",
+        head,
+        *psnr_rows,
+        "",
+        "## SSIM",
+        "",
+        head,
+        *ssim_rows,
+        "",
+        "## Deep learning against the best classical filter",
+        "",
+        "| image | best N2V-family PSNR | best filter | margin |",
+        "|---|---:|---|---:|",
+        *[f"| {n} | {dl:.2f} | {f} ({fp:.2f}) | {dl - fp:+.2f} |" for n, dl, (fp, f) in wins],
+        "",
+        "## Speed per run",
+        "",
+        "| image | method | optimiser steps | training patches/s | prediction MP/s |",
+        "|---|---|---:|---:|---:|",
+        *speed_rows,
+    ]
+    first_noisy = load_image(pairs(args.data, True)[0][1])[0]
+    lines += speed_section(first_noisy, min(budget, 30.0))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.quick:
+        args.out.write_text(text)
+        print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""autoStructN2V: N2V (stage 1), a structured-noise mask from its residual, review, structN2V (stage 2).
+
+The pipeline is a small state machine driven by explicit calls, so a terminal prompt, a napari dock
+or a test can sit at the review gate between the stages:
+
+    pending -> stage1 -> extracting -> awaiting_review -> stage2 -> done
+                                          |  ^ regenerate       \\-> skipped (stage 1 is the result)
+    any training stage -> stopped (best weights kept) / failed
+
+Stage 2 trains on the *noisy* data (not on stage 1's output): the stage-1 output no longer follows
+the noise model that blind-spot training relies on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from ..config import AutoStructConfig, ConfigError, DenoiseConfig, MaskExtractorConfig
+from ..data import Normalization, check_stack_for_mode, plane_input
+from ..events import PipelineStateError, ProgressCallback, ProgressEvent, RunState, StopRequest, emit
+from ..mask_extraction import MaskExtractionResult, residual_autocorrelation, threshold_correlation
+from ..model_files import (
+    CONFIG_FILE,
+    LoadedModel,
+    ModelFileError,
+    build_checked_model,
+    config_record,
+    load_state,
+    save_weights,
+    write_json_atomic,
+)
+from ..training import TrainingResult, train
+from ..unet import UNet
+
+STAGE1_WEIGHTS = "stage1.pth"
+STAGE2_WEIGHTS = "stage2.pth"
+MASK_FILE = "mask.npy"
+#: Mask extraction looks at this many slices at most: the correlation estimate converges quickly.
+MAX_EXTRACTION_SLICES = 16
+
+
+class AutoStructState(str, Enum):
+    PENDING = "pending"
+    STAGE1 = "stage1"
+    EXTRACTING = "extracting"
+    AWAITING_REVIEW = "awaiting_review"
+    STAGE2 = "stage2"
+    DONE = "done"
+    SKIPPED = "skipped"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+def check_mask(mask: np.ndarray, mode: str) -> np.ndarray:
+    """Validate a (possibly user-edited) struct mask: planes x K x K, odd K, centre set."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim == 2:
+        mask = mask[np.newaxis]
+    planes = 3 if mode == "2.5d" else 1
+    if mask.ndim != 3 or mask.shape[0] not in (1, planes) or mask.shape[1] != mask.shape[2]:
+        raise ConfigError(f"mask: expected shape ({planes}, K, K), got {mask.shape}")
+    if mask.shape[1] % 2 == 0:
+        raise ConfigError(f"mask: the kernel side must be odd, got {mask.shape[1]}")
+    k = mask.shape[1] // 2
+    if not mask[mask.shape[0] // 2, k, k]:
+        raise ConfigError("mask: the centre pixel must be set")
+    return mask
+
+
+class AutoStructPipeline:
+    """Runs autoStructN2V step by step on noisy images; see the module docstring for the states."""
+
+    def __init__(
+        self,
+        config: AutoStructConfig,
+        images: np.ndarray | Sequence[np.ndarray],
+        *,
+        callback: ProgressCallback | None = None,
+        stop: StopRequest | None = None,
+        run_dir: str | Path | None = None,
+    ):
+        self.config = config
+        if isinstance(images, np.ndarray):
+            images = [images]
+        self.images = [check_stack_for_mode(im, config.mode, name=f"image {i + 1}") for i, im in enumerate(images)]
+        self.normalization = Normalization.fit(self.images, config.stage1.data)
+        self.callback = callback
+        self.stop = stop or StopRequest()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.state = AutoStructState.PENDING
+        self.message = ""
+        self.stage1: TrainingResult | None = None
+        self.stage2: TrainingResult | None = None
+        self.extraction: MaskExtractionResult | None = None
+        self.approved_mask: np.ndarray | None = None
+        self._rho_cache: dict[int, tuple[np.ndarray, int]] = {}
+
+    # -- state -----------------------------------------------------------------------------------
+    def _set_state(self, state: AutoStructState, message: str = "") -> None:
+        self.state = state
+        self.message = message
+        emit(self.callback, ProgressEvent("state", state.value, _run_state(state), message=message))
+
+    def _require(self, *states: AutoStructState) -> None:
+        if self.state not in states:
+            wanted = ", ".join(s.value for s in states)
+            raise PipelineStateError(f"cannot do this while {self.state.value}; needs {wanted}")
+
+    # -- stage 1 ---------------------------------------------------------------------------------
+    def run_stage1(self) -> TrainingResult:
+        self._require(AutoStructState.PENDING)
+        self._set_state(AutoStructState.STAGE1, "training stage 1 (Noise2Void)")
+        try:
+            self.stage1 = train(
+                self.config.stage1,
+                self.images,
+                callback=self.callback,
+                stop=self.stop,
+                checkpoint=self._checkpoint("stage1"),
+                normalization=self.normalization,
+                stage="stage1",
+            )
+        except Exception as err:
+            self._set_state(AutoStructState.FAILED, f"stage 1 failed: {err}")
+            raise
+        if self.stage1.stop_reason == "stopped":
+            self._set_state(AutoStructState.STOPPED, "stopped during stage 1; the best stage-1 model is kept")
+        return self.stage1
+
+    # -- mask extraction and review --------------------------------------------------------------
+    def extract_mask(self, params: MaskExtractorConfig | None = None) -> MaskExtractionResult:
+        """Extract (or regenerate, with new parameters) the mask from stage 1's residual."""
+        self._require(AutoStructState.STAGE1, AutoStructState.AWAITING_REVIEW, AutoStructState.STOPPED)
+        if self.stage1 is None:
+            raise PipelineStateError("stage 1 has not been trained")
+        params = params or self.config.extractor
+        self.config = self.config.model_copy(update={"extractor": params})
+        self._set_state(AutoStructState.EXTRACTING, "extracting the structured-noise mask")
+        try:
+            rho, pixels = self._correlation(params.max_radius)
+            mask, floor = threshold_correlation(rho, pixels, params)
+        except Exception as err:
+            self._set_state(AutoStructState.FAILED, f"mask extraction failed: {err}")
+            raise
+        self.extraction = MaskExtractionResult(mask=mask, correlation=rho, floor=floor, warnings=[])
+        self.extraction.warnings.extend(_border_warnings(rho, floor))
+        self._set_state(AutoStructState.AWAITING_REVIEW, self.extraction.summary())
+        return self.extraction
+
+    def regenerate(self, params: MaskExtractorConfig) -> MaskExtractionResult:
+        """New extractor parameters, same stage-1 model: no retraining, and the FFTs are reused."""
+        return self.extract_mask(params)
+
+    def _correlation(self, radius: int) -> tuple[np.ndarray, int]:
+        if radius not in self._rho_cache:
+            from ..prediction import Predictor
+
+            predictor = Predictor(
+                self.stage1.model, self.normalization, self.config.mode, device=self.config.stage1.training.device
+            )
+            weighted, total = None, 0
+            for stack in self.images:
+                picks = np.unique(np.linspace(0, stack.shape[0] - 1, min(stack.shape[0], MAX_EXTRACTION_SLICES)))
+                picks = picks.round().astype(int)
+                if self.config.mode == "2.5d" and len(picks) < stack.shape[0]:
+                    # z-correlation needs neighbouring slices: take a contiguous block from the middle.
+                    start = (stack.shape[0] - MAX_EXTRACTION_SLICES) // 2
+                    picks = np.arange(start, start + MAX_EXTRACTION_SLICES)
+                noisy = self.normalization.normalize(stack)
+                denoised = np.stack(
+                    [predictor.predict_normalized_plane(plane_input(noisy, z, self.config.mode)) for z in picks]
+                )
+                rho, pixels = residual_autocorrelation(noisy[picks], denoised, radius, mode=self.config.mode)
+                weighted = rho * pixels if weighted is None else weighted + rho * pixels
+                total += pixels
+            self._rho_cache[radius] = (weighted / total, total)
+        return self._rho_cache[radius]
+
+    def approve(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Accept the extracted mask, or an edited one, for stage 2."""
+        self._require(AutoStructState.AWAITING_REVIEW)
+        chosen = self.extraction.mask if mask is None else mask
+        self.approved_mask = check_mask(chosen, self.config.mode)
+        self.message = f"mask approved ({int(self.approved_mask.sum())} px)"
+        return self.approved_mask
+
+    def use_mask(self, mask: np.ndarray) -> np.ndarray:
+        """Skip stage 1 and extraction with a mask the user already has (structN2V with a given mask)."""
+        self._require(AutoStructState.PENDING)
+        self.approved_mask = check_mask(mask, self.config.mode)
+        self.state = AutoStructState.AWAITING_REVIEW
+        return self.approved_mask
+
+    def skip_stage2(self) -> None:
+        """Keep stage 1's model as the result."""
+        self._require(AutoStructState.AWAITING_REVIEW, AutoStructState.STOPPED)
+        if self.stage1 is None:
+            raise PipelineStateError("there is no stage-1 model to keep")
+        self._set_state(AutoStructState.SKIPPED, "stage 2 skipped; the stage-1 (N2V) model is the result")
+        self.save()
+
+    # -- stage 2 ---------------------------------------------------------------------------------
+    def stage2_config(self) -> DenoiseConfig:
+        if self.approved_mask is None:
+            raise PipelineStateError("approve a mask before stage 2")
+        masking = self.config.stage2.masking.model_copy(update={"struct_mask": self.approved_mask.tolist()})
+        return self.config.stage2.model_copy(update={"masking": masking})
+
+    def run_stage2(self) -> TrainingResult:
+        self._require(AutoStructState.AWAITING_REVIEW)
+        config = DenoiseConfig.from_dict(self.stage2_config().to_dict())
+        initial = None
+        if self.config.stage2_init == "stage1" and self.stage1 is not None:
+            initial = {k: v.detach().cpu() for k, v in self.stage1.model.state_dict().items()}
+        self._set_state(AutoStructState.STAGE2, "training stage 2 (structN2V with the approved mask)")
+        try:
+            self.stage2 = train(
+                config,
+                self.images,
+                callback=self.callback,
+                stop=self.stop,
+                checkpoint=self._checkpoint("stage2"),
+                normalization=self.normalization,
+                initial_state=initial,
+                stage="stage2",
+            )
+        except Exception as err:
+            self._set_state(AutoStructState.FAILED, f"stage 2 failed: {err}")
+            raise
+        if self.stage2.stop_reason == "stopped":
+            self._set_state(AutoStructState.STOPPED, "stopped during stage 2; the best stage-2 model is kept")
+        else:
+            self._set_state(AutoStructState.DONE, "autoStructN2V complete")
+        self.save()
+        return self.stage2
+
+    # -- whole run -------------------------------------------------------------------------------
+    def run(self, review: Callable[[AutoStructPipeline], None] | None = None) -> AutoStructPipeline:
+        """Stage 1, extraction, review (``review`` calls approve/regenerate/skip_stage2), stage 2.
+
+        With ``auto_approve`` (or no ``review``) the extracted mask is approved as it is.
+        """
+        self.run_stage1()
+        if self.state == AutoStructState.STOPPED:
+            return self
+        result = self.extract_mask()
+        if self.config.auto_approve or review is None:
+            self.approve(result.mask)
+        else:
+            review(self)
+        if self.state == AutoStructState.SKIPPED:
+            return self
+        if self.approved_mask is None:
+            raise PipelineStateError("the review neither approved a mask nor skipped stage 2")
+        self.run_stage2()
+        return self
+
+    # -- results and files -----------------------------------------------------------------------
+    @property
+    def final(self) -> TrainingResult | None:
+        """The result that counts: stage 2 when it ran, else stage 1."""
+        return self.stage2 if self.stage2 is not None else self.stage1
+
+    @property
+    def final_config(self) -> DenoiseConfig:
+        return self.stage2_config() if self.stage2 is not None else self.config.stage1
+
+    def _checkpoint(self, stage: str):
+        if self.run_dir is None:
+            return None
+        weights = self.run_dir / (STAGE1_WEIGHTS if stage == "stage1" else STAGE2_WEIGHTS)
+
+        def write(state: dict, summary: dict) -> None:
+            save_weights(weights, state)
+            self._write_record()
+
+        return write
+
+    def save(self, run_dir: str | Path | None = None) -> Path | None:
+        """Write config.json, stage-1/stage-2 weights and mask.npy (each atomically)."""
+        if run_dir is not None:
+            self.run_dir = Path(run_dir)
+        if self.run_dir is None:
+            return None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.stage1 is not None:
+            save_weights(self.run_dir / STAGE1_WEIGHTS, self.stage1.model.state_dict())
+        if self.stage2 is not None:
+            save_weights(self.run_dir / STAGE2_WEIGHTS, self.stage2.model.state_dict())
+        self._write_record()
+        return self.run_dir
+
+    def _write_record(self) -> None:
+        if self.approved_mask is not None:
+            tmp = self.run_dir / f".{MASK_FILE}.part.npy"
+            np.save(tmp, self.approved_mask)
+            tmp.replace(self.run_dir / MASK_FILE)
+        final = self.final_config if (self.stage1 or self.stage2) else self.config.stage1
+        extra = {
+            "autostruct": self.config.to_dict(),
+            "state": self.state.value,
+            "weights": {
+                "stage1": STAGE1_WEIGHTS if (self.run_dir / STAGE1_WEIGHTS).exists() else None,
+                "stage2": STAGE2_WEIGHTS if (self.run_dir / STAGE2_WEIGHTS).exists() else None,
+            },
+            "final_stage": "stage2" if self.stage2 is not None else "stage1",
+            "mask": None if self.approved_mask is None else self.approved_mask.astype(int).tolist(),
+            "mask_file": MASK_FILE if self.approved_mask is not None else None,
+            "extraction": None if self.extraction is None else self.extraction_record(),
+            "stages": {
+                "stage1": self.stage1.summary() if self.stage1 else None,
+                "stage2": self.stage2.summary() if self.stage2 else None,
+            },
+        }
+        record = config_record(final, self.normalization, (self.final.summary() if self.final else {}), extra)
+        record["method"] = "autostructn2v"
+        write_json_atomic(self.run_dir / CONFIG_FILE, record)
+
+    def extraction_record(self) -> dict:
+        result = self.extraction
+        return {
+            "kernel_size": result.kernel_size,
+            "active_pixels": result.active_pixels,
+            "coverage_percent": round(result.coverage_percent, 2),
+            "floor": result.floor,
+            "summary": result.summary(),
+            "warnings": list(result.warnings),
+        }
+
+
+def _border_warnings(rho: np.ndarray, floor: float) -> list[str]:
+    border = np.ones(rho.shape[1:], dtype=bool)
+    border[1:-1, 1:-1] = False
+    if np.any(np.abs(rho[:, border]) > floor):
+        return ["the correlation is still above the noise floor at the largest lag; try a larger max_radius"]
+    return []
+
+
+def _run_state(state: AutoStructState) -> RunState:
+    return {
+        AutoStructState.PENDING: RunState.PENDING,
+        AutoStructState.DONE: RunState.COMPLETE,
+        AutoStructState.SKIPPED: RunState.COMPLETE,
+        AutoStructState.STOPPED: RunState.STOPPED,
+        AutoStructState.FAILED: RunState.FAILED,
+    }.get(state, RunState.TRAINING)
+
+
+def load_autostruct(config_path: Path, record: dict) -> LoadedModel:
+    """Restore an autoStructN2V run: the final model for prediction, plus the stage-1 model."""
+    try:
+        autostruct = AutoStructConfig.from_dict(record["autostruct"])
+        final_config = DenoiseConfig.from_dict(record["config"])
+        normalization = Normalization.from_dict(record["normalization"])
+    except ConfigError as err:
+        raise ModelFileError(f"{config_path}: invalid autoStructN2V configuration: {err}") from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{config_path}: incomplete autoStructN2V configuration ({err})") from None
+    weights = record.get("weights") or {}
+    models: dict[str, UNet] = {}
+    for stage, config in (("stage1", autostruct.stage1), ("stage2", final_config)):
+        name = weights.get(stage)
+        if name:
+            path = config_path.parent / name
+            models[stage] = build_checked_model(config, load_state(path), path)
+    final_stage = record.get("final_stage", "stage2" if "stage2" in models else "stage1")
+    if final_stage not in models:
+        raise ModelFileError(f"{config_path}: the {final_stage} weights are missing")
+    mask = record.get("mask")
+    mask_path = config_path.parent / MASK_FILE
+    if mask is None and mask_path.exists():
+        mask = np.load(mask_path, allow_pickle=False).tolist()
+    return LoadedModel(
+        config=final_config if final_stage == "stage2" else autostruct.stage1,
+        normalization=normalization,
+        model=models[final_stage],
+        record=record,
+        stage_models=models,
+        mask=None if mask is None else np.asarray(mask, dtype=bool),
+    )
