@@ -113,7 +113,8 @@ def speed_section(noisy: np.ndarray, reference: np.ndarray, seconds: float) -> l
     for label, result, value in rows:
         lines.append(
             f"| {label} | {result.steps} | {result.patches_per_second:.0f} "
-            f"| {result.patches_per_second / base_pps:.2f}x | {rates[label]:.2f} | {rates[label] / base_rate:.2f}x | {value:.2f} |"
+            f"| {result.patches_per_second / base_pps:.2f}x | {rates[label]:.2f} "
+            f"| {rates[label] / base_rate:.2f}x | {value:.2f} |"
         )
     return lines
 
