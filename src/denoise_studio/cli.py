@@ -135,6 +135,8 @@ class _StopOnInterrupt:
 # -- helpers -------------------------------------------------------------------------------------
 def _check_output(path: Path, force: bool, is_dir: bool = False) -> None:
     """Never overwrite a user's file without asking."""
+    if is_dir and path.exists() and not path.is_dir():
+        raise UsageError(f"{path} is a file, not a folder; choose another --out")
     exists = path.exists() and (not is_dir or any(path.iterdir()))
     if not exists or force:
         return

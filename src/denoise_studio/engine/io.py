@@ -107,7 +107,8 @@ def write_tiff(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write a TIFF atomically: a crash or a full disk never leaves a half-written file at ``path``."""
     target, tmp = atomic_path(path)
     try:
-        tifffile.imwrite(tmp, np.asarray(image))
+        # minisblack: otherwise tifffile stores a 3- or 4-slice stack as one RGB(A) image.
+        tifffile.imwrite(tmp, np.asarray(image), photometric="minisblack")
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

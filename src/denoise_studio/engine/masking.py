@@ -69,8 +69,7 @@ def stratified_centres(batch: int, height: int, width: int, percent: float, gene
 
 def _neighbour_offsets(radius: int, strategy: str, excluded: np.ndarray | None) -> np.ndarray:
     """Offsets (dy, dx) a replacement value may come from: not the centre, not in the struct kernel."""
-    r = 1 if strategy == "mean" else radius
-    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if (dy, dx) != (0, 0)]
+    offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1) if (dy, dx) != (0, 0)]
     if excluded is not None:
         k = excluded.shape[-1] // 2
         offsets = [o for o in offsets if not (abs(o[0]) <= k and abs(o[1]) <= k and excluded[o[0] + k, o[1] + k])]
@@ -144,7 +143,13 @@ def _replacement_values(
         return values.gather(1, choice[:, None])[:, 0]
     masked = torch.where(valid, values, torch.full_like(values, float("nan")))
     if strategy == "median":
-        return torch.nanmedian(masked, dim=1).values
+        # torch.nanmedian returns the lower middle value for an even count; the median (as in
+        # numpy and the N2V2 reference) is the mean of the two middle values. NaNs sort last.
+        ordered = masked.sort(dim=1).values
+        count = valid.sum(dim=1, keepdim=True)
+        low = ordered.gather(1, ((count - 1) // 2).clamp(min=0))
+        high = ordered.gather(1, (count // 2).clamp(max=ordered.shape[1] - 1))
+        return ((low + high) / 2)[:, 0]
     return torch.nanmean(masked, dim=1)
 
 

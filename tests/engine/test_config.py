@@ -1,0 +1,124 @@
+"""Configuration: presets, the N2V2 recipe, overrides, validation messages and the JSON round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from denoise_studio.engine.config import (
+    METHODS,
+    MODES,
+    PRESETS,
+    ConfigError,
+    DenoiseConfig,
+    apply_overrides,
+    make_config,
+    resolve_key,
+)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_are_valid(preset, method, mode):
+    config = make_config(method, mode, preset)
+    assert (config.method, config.mode, config.preset) == (method, mode, preset)
+    assert config.data.patch_size % 2**config.model.depth == 0
+    assert DenoiseConfig.from_dict(config.to_dict()) == config
+
+
+def test_presets_differ():
+    fast, balanced, quality = (make_config(preset=p) for p in PRESETS)
+    assert fast.training.max_time is not None  # the fast preset is time-bounded
+    assert balanced.model.depth == 4 and balanced.model.base_features == 64
+    assert quality.data.patch_size > fast.data.patch_size
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_n2v2_recipe(preset):
+    n2v, n2v2 = make_config("n2v", preset=preset), make_config("n2v2", preset=preset)
+    assert n2v2.masking.strategy == "median" and n2v2.masking.neighbourhood_radius >= 2
+    assert n2v2.model.blur_pool is True and n2v2.model.top_skip is False
+    assert n2v.model.blur_pool is False and n2v.model.top_skip is True
+
+
+def test_overrides_dotted_and_flat_from_strings():
+    config = make_config(
+        overrides={
+            "training.learning_rate": "5e-4",
+            "patch_size": "96",
+            "model.depth": "3",
+            "augment": "off",
+            "max_time": "none",
+            "batch-size": "4",
+            "strategy": "median",
+        }
+    )
+    assert config.training.learning_rate == 5e-4
+    assert config.data.patch_size == 96 and config.model.depth == 3
+    assert config.data.augment is False and config.training.max_time is None
+    assert config.training.batch_size == 4 and config.masking.strategy == "median"
+    assert config.updated({"epochs": 7}).training.epochs == 7 and config.training.epochs != 7
+
+
+def test_resolve_key():
+    assert resolve_key("learning_rate") == "training.learning_rate"
+    assert resolve_key("data.patch_size") == "data.patch_size"
+    assert resolve_key("method") == "method"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"bogus": 1}, "bogus: unknown field"),
+        ({"data.bogus": 1}, "data.bogus: unknown field"),
+        ({"model.learning_rate": 1}, "model.learning_rate: unknown field"),
+        ({"epochs": 0}, "training.epochs"),
+        ({"mask_percent": 40}, "masking.mask_percent"),
+        ({"val_fraction": 0.9}, "data.val_fraction"),
+        ({"epochs": "many"}, "training.epochs"),
+        ({"augment": "maybe"}, "data.augment"),
+        ({"strategy": "random"}, "masking.strategy"),
+        ({"patch_size": 48, "depth": 5}, "data.patch_size (48) must be a multiple of 2**model.depth (32)"),
+        ({"patch_size": 32, "depth": 4}, "data.patch_size (32) is too small for model.depth 4"),
+        ({"struct_mask": [[[True]], [[True]]]}, "masking.struct_mask"),
+        ({"struct_mask": [[[True, False], [False, True]]]}, "masking.struct_mask"),
+        ({"struct_mask": [[[False, False, False], [False, False, False], [False, False, False]]]}, "centre pixel"),
+        ({"method": "n3v"}, "method"),
+    ],
+)
+def test_bad_values_name_the_field(overrides, field):
+    with pytest.raises(ConfigError) as error:
+        apply_overrides(make_config(), overrides)
+    assert field in str(error.value)
+
+
+def test_struct_mask_planes_must_fit_the_mode():
+    three = [[[False] * 3, [False, True, False], [False] * 3]] * 3
+    assert len(make_config(mode="2.5d", overrides={"struct_mask": three}).masking.struct_mask) == 3
+    with pytest.raises(ConfigError, match="struct_mask has 3 planes; mode 2d takes 1"):
+        make_config(mode="2d", overrides={"struct_mask": three})
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda: make_config(method="care"), "method"),
+        (lambda: make_config(mode="3d"), "mode"),
+        (lambda: make_config(preset="slow"), "preset"),
+        (lambda: DenoiseConfig.from_dict({"training": {"epochs": 1.5}}), "training.epochs"),
+        (lambda: DenoiseConfig.from_dict({"extra": {}}), "extra: unknown field"),
+    ],
+)
+def test_unknown_choices(call, field):
+    with pytest.raises(ConfigError, match=field):
+        call()
+
+
+def test_json_round_trip():
+    line = [[[False] * 3, [True, True, True], [False] * 3]]
+    config = make_config("n2v2", "2d", "quality", {"struct_mask": line, "seed": 5, "max_time": 12.5})
+    again = DenoiseConfig.from_dict(json.loads(config.to_json()))
+    assert again == config
+    assert again.masking.struct_mask == line and again.training.max_time == 12.5

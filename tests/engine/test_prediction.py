@@ -1,0 +1,133 @@
+"""Prediction: tiling is exact, stacks go slice by slice, files are streamed, stop leaves nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from denoise_studio.engine.data import triplet_indices
+from denoise_studio.engine.events import StopRequest
+from denoise_studio.engine.io import InputError
+from denoise_studio.engine.prediction import PredictionStopped, Predictor
+
+UNTILED = 4096
+
+MODELS = {
+    "depth2": {"depth": 2},
+    "n2v2": {"depth": 2, "blur_pool": True, "top_skip": False},
+    "depth3-bilinear": {"depth": 3, "upsampling": "bilinear", "patch_size": 64},
+    "transposed-residual": {"depth": 1, "upsampling": "transposed", "residual": True},
+}
+
+
+@pytest.fixture
+def predictor(tiny_config, make_model):
+    """Factory: a Predictor for a random-weight model of the given mode and options."""
+
+    def factory(mode="2d", tile_size=UNTILED, batch_size=4, **options):
+        model, norm = make_model(tiny_config(mode=mode, **options))
+        return Predictor(model, norm, mode, tile_size=tile_size, batch_size=batch_size, device="cpu", precision="fp32")
+
+    return factory
+
+
+def assert_same(a: np.ndarray, b: np.ndarray) -> None:
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("shape", [(64, 64), (37, 53), (70, 41)])
+@pytest.mark.parametrize("tile", [16, 24, 40])
+def test_tiled_equals_untiled_2d(model, shape, tile, predictor, make_image):
+    image = make_image(shape, seed=sum(shape))
+    untiled = predictor(**MODELS[model]).predict(image)
+    tiled = predictor(tile_size=tile, batch_size=3, **MODELS[model]).predict(image)
+    assert tiled.shape == shape and tiled.dtype == np.float32
+    assert np.ptp(untiled) > 0.1  # the comparison is not between two constants
+    assert_same(tiled, untiled)
+
+
+@pytest.mark.parametrize("tile", [16, 28])
+def test_tiled_equals_untiled_2p5d(tile, predictor, make_image):
+    stack = make_image((4, 45, 38))
+    untiled = predictor(mode="2.5d", depth=2).predict(stack)
+    tiled = predictor(mode="2.5d", depth=2, tile_size=tile).predict(stack)
+    assert tiled.shape == stack.shape
+    assert_same(tiled, untiled)
+
+
+def test_tile_size_is_rounded_to_the_pooling_step(predictor):
+    assert predictor(depth=2, tile_size=30).tile_size == 28
+    assert predictor(depth=2, tile_size=1).tile_size == 4
+
+
+def test_2d_stack_is_predicted_slice_by_slice(predictor, make_image):
+    stack = make_image((3, 40, 48))
+    predict = predictor(tile_size=16).predict
+    out = predict(stack)
+    for z in range(3):
+        assert_same(out[z], predict(stack[z]))
+
+
+def test_2p5d_stack_uses_each_slice_with_its_neighbours(predictor, make_image):
+    stack = make_image((5, 40, 48))
+    predict = predictor(mode="2.5d").predict
+    out = predict(stack)
+    assert out.shape == stack.shape
+    for z in range(5):
+        triplet = stack[list(triplet_indices(z, 5))]
+        assert_same(out[z], predict(triplet)[1])
+    with pytest.raises(InputError, match="at least 3 slices"):
+        predict(stack[0])
+
+
+@pytest.mark.parametrize("mode", ["2d", "2.5d"])
+def test_predict_file_streams_and_matches_in_memory(mode, predictor, make_image, tmp_path, monkeypatch):
+    stack = (make_image((5, 40, 36)) * 1000 + 2000).astype(np.uint16)
+    source, target = tmp_path / "stack.tif", tmp_path / "out" / "denoised.tif"
+    tifffile.imwrite(source, stack)
+    predict = predictor(mode=mode, tile_size=16)
+    expected = predict.predict(stack)
+    planes = []
+    with monkeypatch.context() as patch:
+        # Streaming reads one page at a time: reading the whole file would fail here.
+        patch.setattr(tifffile, "imread", lambda *a, **k: pytest.fail("the whole stack was read"))
+        written = predict.predict_file(source, target, callback=planes.append)
+    assert written == target
+    result = tifffile.imread(target)
+    assert result.shape == stack.shape and result.dtype == np.float32
+    assert_same(result, expected)
+    assert [e.batch for e in planes] == [1, 2, 3, 4, 5] and planes[-1].fraction == 1.0
+    assert sorted(p.name for p in target.parent.iterdir()) == ["denoised.tif"]
+
+
+def stop_after_planes(count: int):
+    stop = StopRequest()
+
+    def callback(event):
+        if event.batch >= count:
+            stop.set()
+
+    return stop, callback
+
+
+@pytest.mark.parametrize("planes_done", [0, 2])
+def test_stop_raises_and_leaves_no_file(planes_done, predictor, make_image, tmp_path):
+    stack = make_image((5, 40, 36))
+    source, target = tmp_path / "stack.tif", tmp_path / "denoised.tif"
+    tifffile.imwrite(source, stack)
+    stop, callback = stop_after_planes(planes_done)
+    if planes_done == 0:
+        stop.set()
+    predict = predictor(tile_size=16)
+    with pytest.raises(PredictionStopped):
+        predict.predict_file(source, target, callback=callback, stop=stop)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.tif"]  # no output, no partial file
+    with pytest.raises(PredictionStopped):
+        predict.predict(stack, stop=stop)
+
+
+def test_predict_refuses_bad_input(predictor):
+    with pytest.raises(InputError, match="NaN or Inf"):
+        predictor().predict(np.full((32, 32), np.nan, dtype=np.float32))

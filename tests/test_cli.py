@@ -1,0 +1,136 @@
+"""The command line, run in-process: train, predict, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+import numpy as np
+import pytest
+import tifffile
+
+from denoise_studio.cli import EXIT_BAD_INPUT, main
+from denoise_studio.engine.model_files import load_model
+from denoise_studio.engine.prediction import Predictor
+
+TINY_FLAGS = [
+    "--epochs", "2", "--device", "cpu", "--seed", "1",
+    "--set", "patch_size=32", "--set", "patches_per_image=8", "--set", "batch_size=4",
+    "--set", "depth=1", "--set", "model.base_features=8", "--set", "training.precision=fp32",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def noisy_tif(workdir, make_image):
+    path = workdir / "noisy.tif"
+    tifffile.imwrite(path, (make_image((64, 72)) * 1000 + 3000).astype(np.uint16))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(workdir, noisy_tif):
+    """One CLI training run shared by the tests of this module: (run_dir, exit status, stdout)."""
+    run_dir, out = workdir / "run", io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        status = main(["train", str(noisy_tif), "--out", str(run_dir), *TINY_FLAGS])
+    return run_dir, status, out.getvalue()
+
+
+def assert_one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_train_writes_the_run(trained_run, noisy_tif):
+    run_dir, status, stdout = trained_run
+    assert status == 0
+    assert {"config.json", "model.pth", "denoised.tif", "history.csv"} <= {p.name for p in run_dir.iterdir()}
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["method"] == "n2v" and record["mode"] == "2d"
+    assert record["config"]["data"]["patch_size"] == 32 and record["config"]["model"]["base_features"] == 8
+    assert record["training"]["epochs_run"] == 2 and record["training"]["seed"] == 1
+    with open(run_dir / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and all(float(r["val_loss"]) > 0 for r in rows)
+    denoised = tifffile.imread(run_dir / "denoised.tif")
+    assert denoised.shape == tifffile.imread(noisy_tif).shape and denoised.dtype == np.float32
+    assert str(run_dir / "denoised.tif") in stdout
+
+
+def test_predict_a_stack(trained_run, workdir, make_image):
+    stack_path, out = workdir / "stack.tif", workdir / "pred" / "stack_denoised.tif"
+    stack = make_image((5, 40, 56), seed=3) * 1000 + 3000
+    tifffile.imwrite(stack_path, stack.astype(np.float32))
+    assert main(["predict", str(trained_run[0]), str(stack_path), "--out", str(out), "--tile", "32"]) == 0
+    result = tifffile.imread(out)
+    assert result.shape == stack.shape and result.dtype == np.float32 and np.isfinite(result).all()
+    loaded = load_model(trained_run[0])
+    expected = Predictor(loaded.model, loaded.normalization, loaded.mode, tile_size=32).predict(stack)
+    np.testing.assert_allclose(result, expected, rtol=1e-6)
+
+
+def write_rgb(path):
+    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    return path
+
+
+def write_garbage(path):
+    path.write_bytes(np.random.default_rng(0).bytes(1000))
+    return path
+
+
+def write_short_stack(path):
+    tifffile.imwrite(path, np.random.default_rng(0).random((6, 64, 64), dtype=np.float32))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (lambda d, t: ["train", str(write_rgb(d / "rgb.tif")), "--out", str(d / "o1")], "RGB"),
+        (lambda d, t: ["train", str(d / "missing.tif"), "--out", str(d / "o2")], "no such file"),
+        (lambda d, t: ["train", str(t), "--out", str(d / "o3"), "--set", "bogus=1"], "bogus: unknown field"),
+        (lambda d, t: ["train", str(t), "--out", str(d / "o4"), "--set", "epochs"], "expected key=value"),
+        (lambda d, t: ["train", str(t), "--out", str(d / "o5"), "--set", "patch_size=30"], "data.patch_size"),
+        (
+            lambda d, t: ["train", str(write_short_stack(d / "short.tif")), "--mode", "2.5d", "--out", str(d / "o6")],
+            "insufficient stack depth",
+        ),
+        (lambda d, t: ["train", str(t), "--out", str(write_garbage(d / "taken.txt"))], "is a file, not a folder"),
+        (lambda d, t: ["predict", str(d / "no_model"), str(t), "--out", str(d / "p.tif")], "no config.json"),
+        (lambda d, t: ["predict", "RUN", str(write_garbage(d / "bad.tif")), "--out", str(d / "p.tif")], "cannot be"),
+    ],
+)
+def test_bad_input_exits_2_with_one_error_line(argv, message, tmp_path, noisy_tif, trained_run, capsys):
+    args = [str(trained_run[0]) if a == "RUN" else a for a in argv(tmp_path, noisy_tif)]
+    assert main(args) == EXIT_BAD_INPUT
+    assert message in assert_one_error_line(capsys)
+    assert not any(p.name.startswith(("o", "p.tif")) for p in tmp_path.iterdir())  # nothing was written
+
+
+def test_existing_output_is_not_overwritten_without_force(trained_run, noisy_tif, tmp_path, capsys):
+    out = tmp_path / "existing.tif"
+    out.write_bytes(b"precious")
+    assert main(["predict", str(trained_run[0]), str(noisy_tif), "--out", str(out)]) == EXIT_BAD_INPUT
+    assert "--force" in assert_one_error_line(capsys)
+    assert out.read_bytes() == b"precious"
+    assert main(["predict", str(trained_run[0]), str(noisy_tif), "--out", str(out), "--force"]) == 0
+    assert tifffile.imread(out).shape == tifffile.imread(noisy_tif).shape
+
+
+def test_existing_run_directory_is_not_overwritten_without_force(trained_run, noisy_tif, capsys):
+    run_dir = trained_run[0]
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    assert main(["train", str(noisy_tif), "--out", str(run_dir), *TINY_FLAGS]) == EXIT_BAD_INPUT
+    assert "already exists" in assert_one_error_line(capsys)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
