@@ -99,3 +99,9 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not available: {SHARED_DATA} does not exist")
     return SHARED_DATA
+
+
+@pytest.fixture
+def tiny_settings() -> dict:
+    """The TINY overrides, for configs built by other factories (e.g. autoStructN2V)."""
+    return dict(TINY)

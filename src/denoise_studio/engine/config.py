@@ -21,6 +21,9 @@ METHODS: tuple[str, ...] = ("n2v", "n2v2")
 MODES: tuple[str, ...] = ("2d", "2.5d")
 PRESETS: tuple[str, ...] = ("fast", "balanced", "quality")
 
+#: Largest mask-extractor radius (kernel side 15, as CAREamics caps structN2V spans).
+MAX_EXTRACTOR_RADIUS = 7
+
 #: 2.5D needs enough slices for a meaningful train/validation split of centre slices.
 MIN_SLICES_2P5D = 20
 
@@ -147,7 +150,9 @@ class MaskExtractorConfig(_Strict):
         1.15, ge=1.0, le=3.0, description="Factor per ring; higher means stricter outer rings."
     )
     max_pixels: int = Field(25, ge=1, le=225, description="Largest number of masked pixels (centre included).")
-    max_radius: int = Field(5, ge=2, le=7, description="Largest correlation lag examined (kernel side 2r+1).")
+    max_radius: int = Field(
+        5, ge=2, le=MAX_EXTRACTOR_RADIUS, description="Largest correlation lag examined (kernel side 2r+1)."
+    )
     abs_floor: float = Field(0.10, ge=0.0, le=1.0, description="Smallest |correlation| that counts as structure.")
     z_sigma: float = Field(5.0, ge=0.0, le=50.0, description="Noise floor in standard errors of white noise.")
     two_sided: bool = Field(True, description="Score |correlation| (negative correlations count too).")

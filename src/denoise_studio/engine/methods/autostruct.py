@@ -19,10 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import AutoStructConfig, ConfigError, DenoiseConfig, MaskExtractorConfig
+from ..config import MAX_EXTRACTOR_RADIUS, AutoStructConfig, ConfigError, DenoiseConfig, MaskExtractorConfig
 from ..data import Normalization, check_stack_for_mode, plane_input
 from ..events import PipelineStateError, ProgressCallback, ProgressEvent, RunState, StopRequest, emit
-from ..mask_extraction import MaskExtractionResult, residual_autocorrelation, threshold_correlation
+from ..mask_extraction import (
+    MaskExtractionResult,
+    border_warnings,
+    residual_autocorrelation,
+    threshold_correlation,
+)
 from ..model_files import (
     CONFIG_FILE,
     LoadedModel,
@@ -141,13 +146,15 @@ class AutoStructPipeline:
         self.config = self.config.model_copy(update={"extractor": params})
         self._set_state(AutoStructState.EXTRACTING, "extracting the structured-noise mask")
         try:
-            rho, pixels = self._correlation(params.max_radius)
+            rho, pixels = self._correlation()
+            big = rho.shape[-1] // 2
+            r = params.max_radius
+            rho = rho[:, big - r : big + r + 1, big - r : big + r + 1]
             mask, floor = threshold_correlation(rho, pixels, params)
+            self.extraction = MaskExtractionResult(mask, rho, floor, border_warnings(rho, floor))
         except Exception as err:
             self._set_state(AutoStructState.FAILED, f"mask extraction failed: {err}")
             raise
-        self.extraction = MaskExtractionResult(mask=mask, correlation=rho, floor=floor, warnings=[])
-        self.extraction.warnings.extend(_border_warnings(rho, floor))
         self._set_state(AutoStructState.AWAITING_REVIEW, self.extraction.summary())
         return self.extraction
 
@@ -155,7 +162,10 @@ class AutoStructPipeline:
         """New extractor parameters, same stage-1 model: no retraining, and the FFTs are reused."""
         return self.extract_mask(params)
 
-    def _correlation(self, radius: int) -> tuple[np.ndarray, int]:
+    def _correlation(self) -> tuple[np.ndarray, int]:
+        """The residual correlation up to the largest radius the extractor allows, computed once:
+        regenerating with any parameters (radius included) then needs neither prediction nor FFTs."""
+        radius = MAX_EXTRACTOR_RADIUS
         if radius not in self._rho_cache:
             from ..prediction import Predictor
 
@@ -330,14 +340,6 @@ class AutoStructPipeline:
             "summary": result.summary(),
             "warnings": list(result.warnings),
         }
-
-
-def _border_warnings(rho: np.ndarray, floor: float) -> list[str]:
-    border = np.ones(rho.shape[1:], dtype=bool)
-    border[1:-1, 1:-1] = False
-    if np.any(np.abs(rho[:, border]) > floor):
-        return ["the correlation is still above the noise floor at the largest lag; try a larger max_radius"]
-    return []
 
 
 def _run_state(state: AutoStructState) -> RunState:
