@@ -25,6 +25,10 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
+# Opens napari with the plugin docked and a sample loaded (needs a display).
+napari: $(STAMP)
+	$(BIN)/denoise-studio gui
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 

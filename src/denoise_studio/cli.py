@@ -351,6 +351,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    """Open napari with the plugin docked and a sample (or the given files) loaded."""
+    try:
+        from ._qt.launch import main as launch
+    except ImportError as err:
+        raise UsageError(
+            f"the napari face is not installed ({err.name}); pip install 'napari-denoise-studio[napari]'"
+        ) from None
+    return launch(sample=None if args.sample == "none" else args.sample, files=args.files)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="denoise-studio",
@@ -404,6 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--force", action="store_true", help="overwrite an existing mask file")
     p.set_defaults(func=cmd_mask)
+
+    p = sub.add_parser("gui", help="open napari with the Denoise Studio docks and a sample loaded")
+    p.add_argument("files", nargs="*", help="image files to open instead of a sample")
+    p.add_argument("--sample", choices=("confocal", "stem", "timelapse", "none"), default="confocal")
+    p.set_defaults(func=cmd_gui)
 
     p = sub.add_parser("demo", help="denoise the bundled sample image and write a side-by-side PNG")
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
