@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from . import __version__
+from .engine.compare import compare_results, format_table
 from .engine.config import (
     METHODS,
     MODES,
@@ -29,9 +30,12 @@ from .engine.config import (
 )
 from .engine.data import Normalization, plane_input
 from .engine.events import PipelineStateError, ProgressEvent, StopRequest
+from .engine.figures import side_by_side, write_png
+from .engine.filters import apply_filter_spec
 from .engine.io import InputError, load_image, write_tiff
 from .engine.model_files import ModelFileError, load_model, save_model
 from .engine.prediction import PredictionStopped, Predictor
+from .engine.targets import prepare_targets
 from .engine.training import train
 
 EXIT_BAD_INPUT = 2
@@ -167,40 +171,92 @@ def write_history(path: Path, history: list[dict]) -> None:
 
 
 # -- commands ------------------------------------------------------------------------------------
+def _train_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """``--set`` values plus the dedicated flags (a flag wins over the same key in ``--set``)."""
+    overrides: dict[str, object] = _parse_sets(args.set or [])
+    for flag in ("epochs", "max_time", "seed", "device"):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[flag] = value
+    paired = {"target_from": args.target_from, "psf_sigma": args.deconv_psf, "positivity": args.positivity}
+    overrides.update({key: value for key, value in paired.items() if value is not None})
+    if args.register:
+        overrides["register_target"] = True
+    return overrides
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.method == "autostructn2v":
         return cmd_train_autostruct(args)
     if args.auto_approve or args.mask:
         raise UsageError("--auto-approve and --mask belong to --method autostructn2v")
-    overrides = _parse_sets(args.set or [])
-    for flag, key in (("epochs", "epochs"), ("max_time", "max_time"), ("seed", "seed"), ("device", "device")):
-        value = getattr(args, flag)
-        if value is not None:
-            overrides[key] = value
-    config = make_config(args.method, args.mode, args.preset, overrides)
+    config = make_config(args.method, args.mode, args.preset, _train_overrides(args))
     out = Path(args.out)
     _check_output(out, args.force, is_dir=True)
     images = [load_image(path) for path in args.input]
+    raw_targets = [load_image(path) for path in args.target] if args.target else None
+    targets = prepare_targets(config, images, raw_targets)
     normalization = Normalization.fit(images, config.data)
+    target_normalization = Normalization.fit(targets, config.data) if targets is not None else None
 
     def checkpoint(state: dict, summary: dict) -> None:
         # The best weights so far are always on disk, even if the run is killed.
-        save_model(out, config, normalization, state, summary)
+        save_model(out, config, normalization, state, summary, target_normalization=target_normalization)
 
     stop = StopRequest()
     printer = ProgressPrinter()
     with _StopOnInterrupt(stop):
-        result = train(config, images, callback=printer, stop=stop, checkpoint=checkpoint, normalization=normalization)
+        result = train(
+            config, images, callback=printer, stop=stop, checkpoint=checkpoint, normalization=normalization,
+            targets=targets, target_normalization=target_normalization,
+        )  # fmt: skip
     write_history(out / "history.csv", result.history)
     print(f"model: {out / 'config.json'}, {out / 'model.pth'}")
     if args.no_predict:
         return 0
-    predictor = Predictor(result.model, result.normalization, config.mode, device=config.training.device)
-    for index, (path, image) in enumerate(zip(args.input, images, strict=True)):
-        denoised = predictor.predict(image[0] if image.shape[0] == 1 else image, callback=printer)
-        name = "denoised.tif" if len(images) == 1 else f"denoised_{index + 1}_{Path(path).stem}.tif"
-        target = write_tiff(out / name, denoised)
-        print(f"denoised: {target}")
+    outputs = ["denoised", "deconvolved"] if config.deconv.psf_sigma is not None else ["denoised"]
+    for output in outputs:
+        predictor = Predictor(
+            result.model, result.normalization, config.mode, device=config.training.device,
+            output_normalization=target_normalization, output=output,
+        )  # fmt: skip
+        for index, (path, image) in enumerate(zip(args.input, images, strict=True)):
+            denoised = predictor.predict(image[0] if image.shape[0] == 1 else image, callback=printer)
+            name = f"{output}.tif" if len(images) == 1 else f"{output}_{index + 1}_{Path(path).stem}.tif"
+            print(f"{output}: {write_tiff(out / name, denoised)}")
+    return 0
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    _check_output(out, args.force)
+    image = load_image(args.input)
+    try:
+        filtered = apply_filter_spec(image, args.filter)
+    except ValueError as err:
+        raise UsageError(f"--filter: {err}") from None
+    print(f"filtered: {write_tiff(out, filtered[0] if image.shape[0] == 1 else filtered)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    noisy = load_image(args.noisy)
+    results = {Path(path).stem: load_image(path) for path in args.results}
+    for spec in args.filter or []:
+        try:
+            results[spec] = apply_filter_spec(noisy, spec)
+        except ValueError as err:
+            raise UsageError(f"--filter: {err}") from None
+    reference = load_image(args.reference) if args.reference else None
+    try:
+        rows = compare_results(noisy, results, reference)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    print(format_table(rows))
+    if args.figure:
+        panels = [("noisy", noisy), *results.items()] + ([("reference", reference)] if reference is not None else [])
+        write_png(Path(args.figure), side_by_side(panels, reference))
+        print(f"figure: {args.figure}")
     return 0
 
 
@@ -329,14 +385,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     loaded = load_model(args.model)
     out = Path(args.out)
     _check_output(out, args.force)
+    if args.output == "deconvolved" and loaded.config.deconv.psf_sigma is None:
+        raise UsageError("--output deconvolved needs a DecoNoising model (trained with --deconv-psf)")
     predictor = Predictor(
-        loaded.model,
-        loaded.normalization,
-        loaded.mode,
-        tile_size=args.tile,
-        batch_size=args.batch,
-        device=args.device or "auto",
-    )
+        loaded.model, loaded.normalization, loaded.mode, tile_size=args.tile, batch_size=args.batch,
+        device=args.device or "auto", output_normalization=loaded.target_normalization, output=args.output,
+    )  # fmt: skip
     stop = StopRequest()
     with _StopOnInterrupt(stop):
         target = predictor.predict_file(args.input, out, callback=ProgressPrinter(), stop=stop)
@@ -387,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="run directory for config.json, model.pth, denoised.tif")
     p.add_argument("--no-predict", action="store_true", help="only train; do not denoise the input")
+    p.add_argument("--target", nargs="+", help="n2n: second noisy acquisition(s); care: clean acquisition(s)")
+    p.add_argument(
+        "--target-from", dest="target_from", help="care: target made by a filter: gaussian:1.5, median:5, nlm"
+    )
+    p.add_argument("--register", action="store_true", help="shift a misaligned target onto the input")
+    p.add_argument("--deconv-psf", type=float, dest="deconv_psf", help="n2v/n2v2: DecoNoising with a Gaussian PSF")
+    p.add_argument("--positivity", type=float, help="DecoNoising: weight of the positivity penalty (default 1)")
     p.add_argument("--auto-approve", action="store_true", help="autostructn2v: approve the extracted mask unseen")
     p.add_argument("--mask", help="autostructn2v: use this mask (.npy) and train stage 2 (structN2V) only")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
@@ -399,8 +460,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=256, help="tile side in pixels (the overlap is automatic)")
     p.add_argument("--batch", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--output",
+        choices=("denoised", "deconvolved"),
+        default="denoised",
+        help="DecoNoising models can also give the deconvolved image",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("filter", help="apply a classical filter (gaussian, median, box, box3d, nlm)")
+    p.add_argument("input")
+    p.add_argument("--filter", required=True, help="e.g. gaussian:1.5, median:5, box:3, box3d:3, nlm")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("compare", help="compare results (and filters) with numbers and a side-by-side figure")
+    p.add_argument("noisy")
+    p.add_argument("results", nargs="*", help="denoised images to compare")
+    p.add_argument("--filter", action="append", help="also compare a filter, e.g. --filter gaussian:1.5")
+    p.add_argument("--reference", help="a high-SNR image of the same field: PSNR, SSIM, SNR")
+    p.add_argument("--figure", help="write a side-by-side PNG")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("mask", help="extract a structured-noise mask from a trained model's residual")
     p.add_argument("model", help="run directory of a trained model (N2V or autoStructN2V)")

@@ -9,9 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from .engine.config import make_config
+from .engine.figures import side_by_side, write_png
 from .engine.io import load_image, write_tiff
 from .engine.metrics import psnr, ssim
 from .engine.model_files import save_model
@@ -23,30 +22,7 @@ NOISY = "fmd_fish_confocal_noisy.tif"
 REFERENCE = "fmd_fish_confocal_avg50.tif"
 
 
-def side_by_side(panels: list[tuple[str, np.ndarray]], reference: np.ndarray, gap: int = 6) -> np.ndarray:
-    """An 8-bit RGB strip of labelled panels sharing one display range (that of the reference)."""
-    from PIL import Image, ImageDraw
-
-    low, high = np.percentile(reference, [0.5, 99.8])
-    tiles = []
-    for label, image in panels:
-        scaled = np.clip((np.asarray(image, dtype=np.float32) - low) / max(high - low, 1e-6), 0, 1)
-        tile = Image.fromarray((scaled * 255).astype(np.uint8)).convert("RGB")
-        draw = ImageDraw.Draw(tile)
-        draw.rectangle((0, 0, 8 + 7 * len(label), 16), fill=(0, 0, 0))
-        draw.text((4, 2), label, fill=(255, 255, 0))
-        tiles.append(np.asarray(tile))
-    height = tiles[0].shape[0]
-    spacer = np.full((height, gap, 3), 255, dtype=np.uint8)
-    strip = [tiles[0]]
-    for tile in tiles[1:]:
-        strip += [spacer, tile]
-    return np.concatenate(strip, axis=1)
-
-
 def run_demo(out: Path, max_time: float = 60.0, force: bool = False) -> dict:
-    import imageio.v3 as iio
-
     if out.exists() and any(out.iterdir()):
         if not force:
             from .cli import UsageError
@@ -74,7 +50,7 @@ def run_demo(out: Path, max_time: float = 60.0, force: bool = False) -> dict:
         (f"denoised {figures['psnr_denoised']:.2f} dB", denoised),
         ("reference (avg of 50)", reference),
     ]
-    iio.imwrite(out / "side_by_side.png", side_by_side(panels, reference))
+    write_png(out / "side_by_side.png", side_by_side(panels, reference))
     print(
         f"PSNR {figures['psnr_noisy']:.2f} dB -> {figures['psnr_denoised']:.2f} dB, "
         f"SSIM {figures['ssim_noisy']:.3f} -> {figures['ssim_denoised']:.3f} "

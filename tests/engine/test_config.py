@@ -104,7 +104,7 @@ def test_struct_mask_planes_must_fit_the_mode():
 @pytest.mark.parametrize(
     ("call", "field"),
     [
-        (lambda: make_config(method="care"), "method"),
+        (lambda: make_config(method="noise2self"), "method"),
         (lambda: make_config(mode="3d"), "mode"),
         (lambda: make_config(preset="slow"), "preset"),
         (lambda: DenoiseConfig.from_dict({"training": {"epochs": 1.5}}), "training.epochs"),

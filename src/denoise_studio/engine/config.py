@@ -13,11 +13,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Method = Literal["n2v", "n2v2"]
+Method = Literal["n2v", "n2v2", "n2n", "care", "autoencoder"]
 Mode = Literal["2d", "2.5d"]
 Preset = Literal["fast", "balanced", "quality"]
 
-METHODS: tuple[str, ...] = ("n2v", "n2v2")
+METHODS: tuple[str, ...] = ("n2v", "n2v2", "n2n", "care", "autoencoder")
+#: Blind-spot methods learn from the noisy images alone.
+BLIND_SPOT_METHODS: tuple[str, ...] = ("n2v", "n2v2")
+#: Methods that learn from (input, target) pairs: a second noisy acquisition (n2n), a clean
+#: acquisition or a filter-made target (care), or the input itself through a bottleneck (autoencoder).
+SUPERVISED_METHODS: tuple[str, ...] = ("n2n", "care", "autoencoder")
+TARGET_FILTERS: tuple[str, ...] = ("gaussian", "median", "nlm")
 MODES: tuple[str, ...] = ("2d", "2.5d")
 PRESETS: tuple[str, ...] = ("fast", "balanced", "quality")
 
@@ -114,6 +120,9 @@ class ModelConfig(_Strict):
     top_skip: bool = Field(True, description="Skip connection at full resolution (N2V2 removes it).")
     batch_norm: bool = Field(False, description="Batch normalisation after each convolution.")
     residual: bool = Field(False, description="Predict a correction added to the input (residual U-Net).")
+    skip_connections: bool = Field(
+        True, description="Skip connections between encoder and decoder (an autoencoder has none)."
+    )
 
 
 class TrainingConfig(_Strict):
@@ -159,6 +168,50 @@ class MaskExtractorConfig(_Strict):
     dilate: bool = Field(True, description="Extend a detected line by one pixel at each end.")
 
 
+class SupervisedConfig(_Strict):
+    """Training from (input, target) pairs: Noise2Noise, CARE, autoencoder."""
+
+    loss: Literal["l2", "l1"] = Field("l2", description="Loss between prediction and target on every pixel.")
+    target_from: str | None = Field(
+        None,
+        description="Build the target from the input with a filter: 'gaussian:SIGMA', 'median:SIZE' or 'nlm' "
+        "(CARE with a filter-made target).",
+    )
+    register_target: bool = Field(
+        False, description="Shift the target onto the input when they are misaligned (phase correlation)."
+    )
+    max_shift: float = Field(
+        1.0, ge=0.0, le=100.0, description="Largest misalignment (pixels) accepted without registering."
+    )
+
+    @field_validator("target_from")
+    @classmethod
+    def _check_target_from(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        name, _, parameter = value.partition(":")
+        if name not in TARGET_FILTERS:
+            raise ValueError(f"unknown filter {name!r}; use gaussian:SIGMA, median:SIZE or nlm")
+        if name != "nlm":
+            try:
+                size = float(parameter)
+            except ValueError:
+                raise ValueError(f"{name} needs a size, e.g. {name}:{'1.5' if name == 'gaussian' else '5'}") from None
+            if not 0 < size <= 25:
+                raise ValueError(f"{name} size must be in (0, 25], got {parameter}")
+        return value
+
+
+class DeconvConfig(_Strict):
+    """DecoNoising (Goncharova et al. 2020): the network predicts a phantom image that, blurred by a
+    Gaussian PSF, must explain the data; a positivity penalty keeps the phantom non-negative."""
+
+    psf_sigma: float | None = Field(
+        None, gt=0.0, le=10.0, description="Gaussian PSF sigma in pixels; set to enable DecoNoising."
+    )
+    positivity: float = Field(1.0, ge=0.0, le=1000.0, description="Weight of the positivity penalty.")
+
+
 class DenoiseConfig(_Strict):
     """Everything that defines a training run."""
 
@@ -169,9 +222,19 @@ class DenoiseConfig(_Strict):
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    supervised: SupervisedConfig = Field(default_factory=SupervisedConfig)
+    deconv: DeconvConfig = Field(default_factory=DeconvConfig)
+
+    @property
+    def is_blind_spot(self) -> bool:
+        return self.method in BLIND_SPOT_METHODS
 
     @model_validator(mode="after")
     def _check_consistency(self) -> DenoiseConfig:
+        if self.deconv.psf_sigma is not None and not self.is_blind_spot:
+            raise ValueError(f"deconv.psf_sigma (DecoNoising) works with n2v or n2v2, not {self.method}")
+        if self.supervised.target_from is not None and self.method != "care":
+            raise ValueError("supervised.target_from builds a CARE target; use method care")
         step = 2**self.model.depth
         if self.data.patch_size % step:
             raise ValueError(f"data.patch_size ({self.data.patch_size}) must be a multiple of 2**model.depth ({step})")
@@ -212,6 +275,8 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "masking": MaskingConfig,
     "model": ModelConfig,
     "training": TrainingConfig,
+    "supervised": SupervisedConfig,
+    "deconv": DeconvConfig,
 }
 
 
@@ -353,6 +418,9 @@ def make_config(
             strategy="median", neighbourhood_radius=max(2, values["masking"]["neighbourhood_radius"])
         )
         values["model"].update(blur_pool=True, top_skip=False)
+    if method == "autoencoder":
+        # noisy -> noisy through a bottleneck: without skips the identity cannot pass the bottleneck.
+        values["model"].update(skip_connections=False)
     data: dict[str, Any] = {"method": method, "mode": mode, "preset": preset, **values}
     config = DenoiseConfig.from_dict(data)
     if overrides:

@@ -122,8 +122,20 @@ class PatchSampler:
         config: DataConfig,
         rng: np.random.Generator,
         struct_kernel: np.ndarray | None = None,
+        targets: Sequence[np.ndarray] | None = None,
     ):
         self.stacks = [np.asarray(s, dtype=np.float32) for s in stacks]
+        # Paired training: the target patch at the same place rides along as an extra last channel,
+        # so that it gets exactly the same augmentation as the input.
+        self.targets = None if targets is None else [np.asarray(t, dtype=np.float32) for t in targets]
+        if self.targets is not None:
+            if len(self.targets) != len(self.stacks):
+                raise InputError(f"{len(self.stacks)} input image(s) but {len(self.targets)} target(s)")
+            for index, (stack, target) in enumerate(zip(self.stacks, self.targets, strict=True)):
+                if stack.shape != target.shape:
+                    raise InputError(
+                        f"image {index + 1}: input {stack.shape} and target {target.shape} differ in shape"
+                    )
         self.mode = mode
         self.config = config
         self.patch = config.patch_size
@@ -175,11 +187,15 @@ class PatchSampler:
         if self.mode == "2.5d":
             planes = np.array([triplet_indices(int(z), stack.shape[0]) for z in zs])
             channels = [stack[planes[:, c, None, None], rows, cols] for c in range(3)]
-            return np.stack(channels, axis=1)
-        return stack[zs[:, None, None], rows, cols][:, np.newaxis]
+        else:
+            channels = [stack[zs[:, None, None], rows, cols]]
+        if self.targets is not None:
+            channels.append(self.targets[stack_index][zs[:, None, None], rows, cols])
+        return np.stack(channels, axis=1)
 
     def epoch(self, rng: np.random.Generator, batch_size: int) -> Iterator[np.ndarray]:
-        """Yield shuffled, augmented batches ``(B, C, P, P)`` covering one epoch."""
+        """Yield shuffled, augmented batches ``(B, C, P, P)`` covering one epoch (C includes a
+        paired target as the last channel)."""
         picks = []
         for index, stack in enumerate(self.stacks):
             _, allowed = self._regions[index]

@@ -43,6 +43,12 @@ class LoadedModel:
     #: autoStructN2V: every stage's model ("stage1", "stage2") and the approved struct mask.
     stage_models: dict[str, UNet] = field(default_factory=dict)
     mask: np.ndarray | None = None
+    #: Supervised methods predict in their target's intensity scale (None: the input's).
+    target_normalization: Normalization | None = None
+
+    @property
+    def output_normalization(self) -> Normalization:
+        return self.target_normalization or self.normalization
 
     @property
     def mode(self) -> str:
@@ -79,7 +85,11 @@ def save_weights(path: Path, state: dict) -> None:
 
 
 def config_record(
-    config: DenoiseConfig, normalization: Normalization, summary: dict | None = None, extra: dict | None = None
+    config: DenoiseConfig,
+    normalization: Normalization,
+    summary: dict | None = None,
+    extra: dict | None = None,
+    target_normalization: Normalization | None = None,
 ) -> dict:
     record = {
         "format": FORMAT,
@@ -89,6 +99,7 @@ def config_record(
         "in_channels": input_channels(config.mode),
         "config": config.to_dict(),
         "normalization": normalization.to_dict(),
+        "target_normalization": None if target_normalization is None else target_normalization.to_dict(),
         "weights": WEIGHTS_FILE,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
@@ -106,12 +117,14 @@ def save_model(
     state: dict,
     summary: dict | None = None,
     extra: dict | None = None,
+    target_normalization: Normalization | None = None,
 ) -> Path:
     """Write ``config.json`` and ``model.pth`` into ``run_dir`` (each atomically)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_weights(run_dir / WEIGHTS_FILE, state)
-    write_json_atomic(run_dir / CONFIG_FILE, config_record(config, normalization, summary, extra))
+    record = config_record(config, normalization, summary, extra, target_normalization)
+    write_json_atomic(run_dir / CONFIG_FILE, record)
     return run_dir
 
 
@@ -148,7 +161,7 @@ def load_state(path: str | os.PathLike) -> dict:
 
 
 def build_checked_model(config: DenoiseConfig, state: dict, source: Path) -> UNet:
-    model = build_model(config.model, input_channels(config.mode))
+    model = build_model(config.model, input_channels(config.mode), psf_sigma=config.deconv.psf_sigma)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -176,10 +189,18 @@ def load_model(path: str | os.PathLike, weights: str | os.PathLike | None = None
     try:
         config = DenoiseConfig.from_dict(record["config"])
         normalization = Normalization.from_dict(record["normalization"])
+        target = record.get("target_normalization")
+        target_normalization = Normalization.from_dict(target) if target else None
     except ConfigError as err:
         raise ModelFileError(f"{config_path}: invalid configuration: {err}") from None
     except (KeyError, TypeError, ValueError) as err:
         raise ModelFileError(f"{config_path}: incomplete model configuration ({err})") from None
     weights_path = Path(weights) if weights else config_path.parent / record.get("weights", WEIGHTS_FILE)
     model = build_checked_model(config, load_state(weights_path), weights_path)
-    return LoadedModel(config=config, normalization=normalization, model=model, record=record)
+    return LoadedModel(
+        config=config,
+        normalization=normalization,
+        model=model,
+        record=record,
+        target_normalization=target_normalization,
+    )

@@ -20,7 +20,7 @@ from .data import Normalization, check_depth_for_prediction, plane_input, triple
 from .events import ProgressCallback, ProgressEvent, RunState, StopRequest, emit
 from .io import LazyStack, check_image, write_tiff_stream
 from .training import autocast_context, memory_format, resolve_device, resolve_precision
-from .unet import UNet, receptive_radius
+from .unet import UNet, prediction_radius
 
 
 class PredictionStopped(RuntimeError):
@@ -40,15 +40,24 @@ class Predictor:
         batch_size: int = 4,
         device: str = "auto",
         precision: str = "auto",
+        output_normalization: Normalization | None = None,
+        output: str = "denoised",
     ):
+        if output not in ("denoised", "deconvolved"):
+            raise ValueError(f"output must be 'denoised' or 'deconvolved', got {output!r}")
+        if output == "deconvolved" and not hasattr(model, "deconvolved"):
+            raise ValueError("a deconvolved output needs a DecoNoising model (deconv.psf_sigma)")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.format = memory_format(self.device)
         self.model = model.to(device=self.device, memory_format=self.format).eval()
         self.normalization = normalization
+        # Supervised models (CARE) predict in the target's intensity scale, not the input's.
+        self.output_normalization = output_normalization or normalization
         self.mode = mode
+        self.forward = model.deconvolved if output == "deconvolved" else model
         step = model.step
-        self.margin = -(-receptive_radius(model.config, model.in_channels) // step) * step
+        self.margin = -(-prediction_radius(model) // step) * step
         self.tile_size = max(step, (int(tile_size) // step) * step)
         self.batch_size = max(1, int(batch_size))
 
@@ -78,7 +87,7 @@ class Predictor:
                     chunk = group[start : start + self.batch_size]
                     batch = np.stack([padded[:, y : y + th + 2 * m, x : x + tw + 2 * m] for y, x, _, _ in chunk])
                     tensor = torch.from_numpy(batch).to(self.device).contiguous(memory_format=self.format)
-                    result = self.model(tensor)[:, 0, m : m + th, m : m + tw].float().cpu().numpy()
+                    result = self.forward(tensor)[:, 0, m : m + th, m : m + tw].float().cpu().numpy()
                     for (y, x, _, _), tile in zip(chunk, result, strict=True):
                         output[y : y + th, x : x + tw] = tile
         return output[:height, :width]
@@ -106,7 +115,7 @@ class Predictor:
         depth = normalized.shape[0]
         for z in range(depth):
             plane = self.predict_normalized_plane(plane_input(normalized, z, self.mode), stop)
-            yield self.normalization.denormalize(plane)
+            yield self.output_normalization.denormalize(plane)
             emit(callback, _plane_event(z, depth, start))
 
     def predict_file(
@@ -135,7 +144,7 @@ class Predictor:
             cache = {i: cache[i] if i in cache else self._read_plane(stack, i) for i in set(wanted)}
             channels = np.stack([cache[i] for i in wanted])
             plane = self.predict_normalized_plane(channels, stop)
-            yield self.normalization.denormalize(plane)
+            yield self.output_normalization.denormalize(plane)
             emit(callback, _plane_event(z, depth, start))
 
     def _read_plane(self, stack: LazyStack, index: int) -> np.ndarray:

@@ -21,7 +21,8 @@ import torch
 from .config import ConfigError, DenoiseConfig
 from .data import Normalization, PatchSampler, check_stack_for_mode, input_channels
 from .events import ProgressCallback, ProgressEvent, RunState, StopRequest, emit
-from .methods import BlindSpotMethod
+from .methods import make_method
+from .targets import prepare_targets
 from .unet import UNet, build_model
 
 #: Cosine schedules decay to this fraction of the initial learning rate.
@@ -50,6 +51,8 @@ class TrainingResult:
     device: str = "cpu"
     precision: str = "fp32"
     seed: int = 0
+    #: Supervised methods: the target's intensity mapping, in which predictions are returned.
+    target_normalization: Normalization | None = None
 
     def summary(self) -> dict:
         return {
@@ -122,13 +125,15 @@ class Trainer:
         self.stop = stop or StopRequest()
         self.checkpoint = checkpoint
         self.stage = stage
-        self.method = method or BlindSpotMethod(config)
+        self.method = method or make_method(config)
 
     def fit(
         self,
         stacks: np.ndarray | Sequence[np.ndarray],
         normalization: Normalization | None = None,
         initial_state: dict | None = None,
+        targets: np.ndarray | Sequence[np.ndarray] | None = None,
+        target_normalization: Normalization | None = None,
     ) -> TrainingResult:
         cfg = self.config
         if isinstance(stacks, np.ndarray):
@@ -136,6 +141,14 @@ class Trainer:
         stacks = [check_stack_for_mode(s, cfg.mode, name=f"image {i + 1}") for i, s in enumerate(stacks)]
         normalization = normalization or Normalization.fit(stacks, cfg.data)
         normalized = [normalization.normalize(s) for s in stacks]
+        targets = prepare_targets(cfg, stacks, targets)
+        if targets is not None:
+            # Targets keep their own intensity scale (a clean acquisition is brighter than a noisy one);
+            # predictions are returned in it.
+            target_normalization = target_normalization or Normalization.fit(targets, cfg.data)
+            targets = [target_normalization.normalize(t) for t in targets]
+        if hasattr(self.method, "set_normalization"):
+            self.method.set_normalization(normalization)
 
         seed = cfg.training.seed if cfg.training.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
         torch.manual_seed(seed)
@@ -146,8 +159,8 @@ class Trainer:
         fmt = memory_format(device)
 
         struct = getattr(self.method, "struct_kernel", None)
-        sampler = PatchSampler(normalized, cfg.mode, cfg.data, rng, struct_kernel=struct)
-        model = build_model(cfg.model, input_channels(cfg.mode))
+        sampler = PatchSampler(normalized, cfg.mode, cfg.data, rng, struct_kernel=struct, targets=targets)
+        model = build_model(cfg.model, input_channels(cfg.mode), psf_sigma=cfg.deconv.psf_sigma)
         if initial_state is not None:
             model.load_state_dict(initial_state)
         model = model.to(device=device, memory_format=fmt)
@@ -162,7 +175,13 @@ class Trainer:
         validation = self._validation_batches(sampler, torch.Generator().manual_seed(seed + 1))
 
         result = TrainingResult(
-            model=model, normalization=normalization, config=cfg, device=str(device), precision=precision, seed=seed
+            model=model,
+            normalization=normalization,
+            config=cfg,
+            device=str(device),
+            precision=precision,
+            seed=seed,
+            target_normalization=target_normalization if targets is not None else None,
         )
         best_state = copy.deepcopy(model.state_dict())
         steps_per_epoch = sampler.steps_per_epoch(cfg.training.batch_size)
@@ -205,6 +224,9 @@ class Trainer:
                 with autocast_context(device, precision):
                     prediction = model(inputs)
                 loss = self.method.loss(prediction, batch)
+                penalty = self.method.penalty(model)
+                if penalty is not None:
+                    loss = loss + penalty
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -363,7 +385,18 @@ def train(
     normalization: Normalization | None = None,
     initial_state: dict | None = None,
     stage: str = "training",
+    targets: np.ndarray | Sequence[np.ndarray] | None = None,
+    target_normalization: Normalization | None = None,
 ) -> TrainingResult:
-    """Train a model on ``stacks`` (one array or a list of ``(Z, Y, X)``/``(Y, X)`` arrays)."""
+    """Train a model on ``stacks`` (one array or a list of ``(Z, Y, X)``/``(Y, X)`` arrays).
+
+    ``targets`` are the paired images of Noise2Noise / CARE (same shapes as ``stacks``).
+    """
     trainer = Trainer(config, callback=callback, stop=stop, checkpoint=checkpoint, stage=stage)
-    return trainer.fit(stacks, normalization=normalization, initial_state=initial_state)
+    return trainer.fit(
+        stacks,
+        normalization=normalization,
+        initial_state=initial_state,
+        targets=targets,
+        target_normalization=target_normalization,
+    )

@@ -8,6 +8,7 @@ the smallest overlap that still reproduces an untiled prediction exactly.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import torch
@@ -95,11 +96,14 @@ class UNet(nn.Module):
         channels = features[config.depth]
         for level in reversed(range(config.depth)):
             up = Up(channels, features[level], config.upsampling, config.resize_conv)
-            skip = features[level] if (level > 0 or config.top_skip) else 0
+            skip = features[level] if self._uses_skip(level) else 0
             self.ups.append(up)
             self.decoders.append(ConvBlock(up.out_channels + skip, features[level], config.batch_norm))
             channels = features[level]
         self.head = nn.Conv2d(channels, out_channels, 1)
+
+    def _uses_skip(self, level: int) -> bool:
+        return self.config.skip_connections and (level > 0 or self.config.top_skip)
 
     @property
     def step(self) -> int:
@@ -116,10 +120,9 @@ class UNet(nn.Module):
         x = self.bottleneck(x)
         for level, (up, decoder) in enumerate(zip(self.ups, self.decoders, strict=True)):
             x = up(x)
-            skip = skips[-1 - level]
-            is_top = level == len(self.ups) - 1
-            if not is_top or self.config.top_skip:
-                x = torch.cat([x, skip], dim=1)
+            depth_level = len(self.ups) - 1 - level
+            if self._uses_skip(depth_level):
+                x = torch.cat([x, skips[depth_level]], dim=1)
             x = decoder(x)
         out = self.head(x)
         if self.config.residual:
@@ -127,8 +130,43 @@ class UNet(nn.Module):
         return out
 
 
-def build_model(config: ModelConfig, in_channels: int) -> UNet:
+class DeconvUNet(UNet):
+    """DecoNoising: the U-Net predicts a phantom (deconvolved) image; its output is the phantom
+    blurred by a Gaussian PSF, so the blind-spot loss applies to the re-blurred image.
+
+    ``phantom`` holds the last forward pass's pre-blur output for the positivity penalty.
+    """
+
+    def __init__(self, config: ModelConfig, in_channels: int, psf_sigma: float):
+        super().__init__(config, in_channels=in_channels)
+        self.psf_sigma = float(psf_sigma)
+        self.psf_radius = max(1, int(math.ceil(3 * self.psf_sigma)))
+        taps = torch.arange(-self.psf_radius, self.psf_radius + 1, dtype=torch.float32)
+        profile = torch.exp(-0.5 * (taps / self.psf_sigma) ** 2)
+        kernel = profile[:, None] * profile[None, :]
+        self.register_buffer("psf", (kernel / kernel.sum())[None, None], persistent=False)
+        self.phantom: torch.Tensor | None = None
+
+    def deconvolved(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        phantom = super().forward(x)
+        self.phantom = phantom
+        # Zero padding would darken the border; reflection keeps the blur local.
+        padded = F.pad(phantom, (self.psf_radius,) * 4, mode="reflect")
+        return F.conv2d(padded, self.psf.to(phantom.dtype))
+
+
+def build_model(config: ModelConfig, in_channels: int, psf_sigma: float | None = None) -> UNet:
+    if psf_sigma is not None:
+        return DeconvUNet(config, in_channels=in_channels, psf_sigma=psf_sigma)
     return UNet(config, in_channels=in_channels)
+
+
+def prediction_radius(model: UNet) -> int:
+    """How far an output pixel of ``model`` sees: the U-Net's receptive field plus any PSF head."""
+    return receptive_radius(model.config, model.in_channels) + getattr(model, "psf_radius", 0)
 
 
 def receptive_radius(config: ModelConfig, in_channels: int = 1) -> int:

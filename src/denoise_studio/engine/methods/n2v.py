@@ -17,6 +17,7 @@ class BlindSpotMethod:
         self.config = config
         self.in_channels = input_channels(config.mode)
         self.struct_kernel = struct_kernel_array(config.masking.struct_mask, self.in_channels)
+        self.zero_level = 0.0
 
     def make_batch(self, patches: np.ndarray, generator: torch.Generator) -> MaskedBatch:
         masking = self.config.masking
@@ -35,3 +36,15 @@ class BlindSpotMethod:
         mask = batch.loss_mask
         diff = (prediction.float() - batch.targets)[mask]
         return (diff * diff).mean()
+
+    def set_normalization(self, normalization) -> None:
+        # Zero intensity in normalised units: the floor of the DecoNoising positivity penalty.
+        self.zero_level = -normalization.offset / normalization.scale
+
+    def penalty(self, model: torch.nn.Module) -> torch.Tensor | None:
+        """DecoNoising: lambda * mean(max(0, -phantom)) in raw intensities (normalised units here)."""
+        phantom = getattr(model, "phantom", None)
+        if phantom is None or not self.config.deconv.positivity:
+            return None
+        below_zero = torch.relu(self.zero_level - phantom.float())
+        return self.config.deconv.positivity * below_zero.mean()
