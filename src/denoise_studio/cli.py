@@ -205,9 +205,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     stop = StopRequest()
     printer = ProgressPrinter()
+    # The targets are resolved once, here (filter-made ones included), so the trainer gets them as given.
+    resolved = config.model_copy(update={"supervised": config.supervised.model_copy(update={"target_from": None})})
     with _StopOnInterrupt(stop):
         result = train(
-            config, images, callback=printer, stop=stop, checkpoint=checkpoint, normalization=normalization,
+            resolved, images, callback=printer, stop=stop, checkpoint=checkpoint, normalization=normalization,
             targets=targets, target_normalization=target_normalization,
         )  # fmt: skip
     write_history(out / "history.csv", result.history)

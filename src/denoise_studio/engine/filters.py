@@ -43,9 +43,11 @@ def apply_filter(image: np.ndarray, name: str, size: float | None = None) -> np.
 
 
 def _non_local_means(image: np.ndarray, distance: int) -> np.ndarray:
-    from skimage.restoration import denoise_nl_means, estimate_sigma
+    from skimage.restoration import denoise_nl_means
 
-    sigma = float(estimate_sigma(image))
+    from .metrics import noise_sigma
+
+    sigma = noise_sigma(image)
     return denoise_nl_means(
         image, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=distance, fast_mode=True
     ).astype(np.float32)
