@@ -1,0 +1,327 @@
+"""Qt editors made from the pydantic fields of the engine's configs.
+
+The config classes are the single source of truth: an editor takes its kind (spin box, check box,
+drop-down), its range and its tooltip from the field's annotation, constraints and description.
+Only the label shown next to it is chosen here.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+#: Labels shown in the docks; the field name is used for anything not listed.
+LABELS = {
+    "patch_size": "Patch size",
+    "patches_per_image": "Patches per image",
+    "val_fraction": "Validation fraction",
+    "augment": "Augmentation",
+    "augment_rotate": "Rotate / transpose",
+    "normalization": "Normalisation",
+    "mask_percent": "Mask %",
+    "strategy": "Masking strategy",
+    "neighbourhood_radius": "Neighbourhood radius",
+    "depth": "Layers (depth)",
+    "base_features": "Features",
+    "upsampling": "Upsampling mode",
+    "resize_conv": "Resize convolution",
+    "blur_pool": "Blur pooling",
+    "top_skip": "Top skip connection",
+    "batch_norm": "Batch norm",
+    "residual": "Residual output",
+    "epochs": "Epochs",
+    "batch_size": "Batch size",
+    "learning_rate": "Learning rate",
+    "lr_schedule": "LR schedule",
+    "early_stopping": "Early stopping",
+    "patience": "Patience (epochs)",
+    "max_time": "Max time",
+    "seed": "Seed",
+    "device": "Device",
+    "precision": "Precision",
+    "adaptive": "Adaptive thresholding",
+    "base_percentile": "Base percentile",
+    "percentile_decay": "Percentile decay",
+    "max_pixels": "Max masked pixels",
+    "max_radius": "Max radius",
+    "abs_floor": "Absolute floor",
+    "z_sigma": "Noise floor (sigmas)",
+    "two_sided": "Two-sided",
+    "dilate": "Dilate lines",
+    "auto_approve": "Auto-approve mask",
+    "stage2_init": "Stage 2 starts from",
+}
+
+#: Fields shown in scientific notation (their useful values span decades).
+SCIENTIFIC = {"learning_rate"}
+#: Suffixes shown in spin boxes.
+SUFFIXES = {"max_time": " s", "mask_percent": " %", "val_fraction": ""}
+#: Largest value offered for unbounded numbers.
+UNBOUNDED_INT = 1_000_000
+UNBOUNDED_FLOAT = 7 * 24 * 3600.0
+
+ERROR_STYLE = "border: 1px solid #e5484d; border-radius: 2px;"
+
+
+def field_info(model: type[BaseModel], name: str):
+    return model.model_fields[name]
+
+
+def field_bounds(model: type[BaseModel], name: str) -> tuple[float | None, float | None, bool, bool]:
+    """(low, high, low_exclusive, high_exclusive) from the field's ge/gt/le/lt constraints."""
+    low = high = None
+    low_open = high_open = False
+    for item in field_info(model, name).metadata:
+        if getattr(item, "ge", None) is not None:
+            low = item.ge
+        if getattr(item, "gt", None) is not None:
+            low, low_open = item.gt, True
+        if getattr(item, "le", None) is not None:
+            high = item.le
+        if getattr(item, "lt", None) is not None:
+            high, high_open = item.lt, True
+    return low, high, low_open, high_open
+
+
+def _base_type(annotation: Any) -> tuple[Any, bool]:
+    """The annotation without ``| None``, and whether None is allowed."""
+    args = typing.get_args(annotation)
+    if args and type(None) in args and typing.get_origin(annotation) is not typing.Literal:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return annotation, False
+
+
+def range_text(model: type[BaseModel], name: str) -> str:
+    low, high, low_open, high_open = field_bounds(model, name)
+    if low is None and high is None:
+        return ""
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    low_text = "-∞" if low is None else f"{low:g}"
+    high_text = "∞" if high is None else f"{high:g}"
+    return f"range {left}{low_text}, {high_text}{right}"
+
+
+def tooltip(model: type[BaseModel], name: str) -> str:
+    description = field_info(model, name).description or ""
+    extra = range_text(model, name)
+    return f"{description}\n({extra})" if extra else description
+
+
+class ScientificSpinBox(QDoubleSpinBox):
+    """A double spin box that shows and reads values like ``1e-4`` and steps by decades."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setDecimals(12)
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 (Qt override)
+        return f"{value:g}"
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802 (Qt override)
+        try:
+            return float(text)
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int):
+        from qtpy.QtGui import QValidator
+
+        stripped = text.strip()
+        try:
+            value = float(stripped)
+        except ValueError:
+            # Partial input such as "1e-" is fine while typing.
+            if stripped in ("", "-", ".") or stripped.endswith(("e", "e-", "E", "E-")):
+                return QValidator.State.Intermediate, text, pos
+            return QValidator.State.Invalid, text, pos
+        if self.minimum() <= value <= self.maximum():
+            return QValidator.State.Acceptable, text, pos
+        return QValidator.State.Intermediate, text, pos
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 (Qt override)
+        value = self.value()
+        if value > 0:
+            self.setValue(min(self.maximum(), max(self.minimum(), value * 10.0 ** (steps / 2))))
+        else:
+            super().stepBy(steps)
+
+
+class FieldEditor(QWidget):
+    """One config field: the input widget, and a message line shown when the value is refused."""
+
+    changed = Signal()
+
+    def __init__(self, model: type[BaseModel], name: str, path: tuple[str, ...], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.model = model
+        self.name = name
+        #: Where the field sits in the config's dict, e.g. ("stage1", "data", "patch_size").
+        self.path = path
+        annotation, self.optional = _base_type(field_info(model, name).annotation)
+        self.input = self._make_input(annotation)
+        self.input.setToolTip(tooltip(model, name))
+        self.input.setObjectName(f"field_{'_'.join(path)}")
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #e5484d;")
+        self.error_label.hide()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(1)
+        layout.addWidget(self.input)
+        layout.addWidget(self.error_label)
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.name, self.name.replace("_", " ").capitalize())
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+    # -- construction ---------------------------------------------------------------------------
+    def _make_input(self, annotation: Any) -> QWidget:
+        low, high, low_open, high_open = field_bounds(self.model, self.name)
+        if typing.get_origin(annotation) is typing.Literal:
+            box = QComboBox()
+            self._choices = list(typing.get_args(annotation))
+            box.addItems([str(choice) for choice in self._choices])
+            box.currentIndexChanged.connect(self.changed)
+            return box
+        if annotation is bool:
+            box = QCheckBox()
+            box.toggled.connect(self.changed)
+            return box
+        if annotation is int:
+            box = QSpinBox()
+            minimum = int(low if low is not None else -UNBOUNDED_INT) + (1 if low_open else 0)
+            maximum = int(high if high is not None else UNBOUNDED_INT) - (1 if high_open else 0)
+            if self.optional:
+                # One step below the range stands for None ("random" seed).
+                minimum -= 1
+                box.setSpecialValueText("random" if self.name == "seed" else "none")
+            box.setRange(minimum, maximum)
+            box.setKeyboardTracking(False)  # validate the number typed, not each keystroke ("6" on the way to "64")
+            box.valueChanged.connect(self.changed)
+            return box
+        if annotation is float:
+            box = ScientificSpinBox() if self.name in SCIENTIFIC else QDoubleSpinBox()
+            minimum = float(low if low is not None else 0.0)
+            maximum = float(high if high is not None else UNBOUNDED_FLOAT)
+            if self.name not in SCIENTIFIC:
+                box.setDecimals(3 if maximum <= 5 else 2)
+                box.setSingleStep(_step_for(minimum, maximum))
+            if low_open and not self.optional:
+                minimum = minimum + (1e-12 if self.name in SCIENTIFIC else 10 ** -box.decimals())
+            if high_open:
+                maximum = maximum - 10 ** -box.decimals()
+            if self.optional:
+                # The bottom of the range (0) stands for None: "no limit".
+                box.setSpecialValueText("no limit")
+            box.setRange(minimum, maximum)
+            box.setSuffix(SUFFIXES.get(self.name, ""))
+            box.setKeyboardTracking(False)
+            box.valueChanged.connect(self.changed)
+            return box
+        raise TypeError(f"no editor for field {self.name} of type {annotation!r}")
+
+    # -- value ------------------------------------------------------------------------------------
+    def value(self) -> Any:
+        box = self.input
+        if isinstance(box, QComboBox):
+            return self._choices[box.currentIndex()]
+        if isinstance(box, QCheckBox):
+            return box.isChecked()
+        if self.optional and box.value() == box.minimum():
+            return None
+        return box.value()
+
+    def set_value(self, value: Any) -> None:
+        """Show ``value`` without emitting ``changed`` (the config is the source, not the user)."""
+        box = self.input
+        box.blockSignals(True)
+        try:
+            if isinstance(box, QComboBox):
+                box.setCurrentIndex(self._choices.index(value) if value in self._choices else 0)
+            elif isinstance(box, QCheckBox):
+                box.setChecked(bool(value))
+            elif value is None:
+                box.setValue(box.minimum())
+            else:
+                box.setValue(value)
+        finally:
+            box.blockSignals(False)
+
+    # -- error display ------------------------------------------------------------------------------
+    def set_error(self, message: str | None) -> None:
+        if message:
+            self.input.setStyleSheet(ERROR_STYLE)
+            self.error_label.setText(message)
+            self.error_label.show()
+            self.input.setProperty("invalid", True)
+        else:
+            self.input.setStyleSheet("")
+            self.error_label.clear()
+            self.error_label.hide()
+            self.input.setProperty("invalid", False)
+
+    @property
+    def has_error(self) -> bool:
+        return bool(self.input.property("invalid"))
+
+
+def _step_for(low: float, high: float) -> float:
+    span = high - low
+    if span <= 1:
+        return 0.01
+    if span <= 10:
+        return 0.05
+    return 10.0 ** max(0, math.floor(math.log10(span)) - 2)
+
+
+def set_path(data: dict, path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        data = data[key]
+    data[path[-1]] = value
+
+
+def get_path(data: dict, path: tuple[str, ...]) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+def errors_by_editor(message: str, editors: list[FieldEditor]) -> dict[FieldEditor, str]:
+    """Spread a ConfigError message over the editors of the fields it names.
+
+    Messages look like ``"config: data.patch_size (30) must be a multiple of 2**model.depth (4)"`` or
+    ``"stage1: data.patch_size ..."``; one message may hold several parts joined by ``"; "``.
+    """
+    found: dict[FieldEditor, str] = {}
+    for part in (p.strip() for p in message.split("; ")):
+        if not part:
+            continue
+        head, _, text = part.partition(": ")
+        for editor in editors:
+            scoped = len(editor.path) > 2  # e.g. ("stage1", "data", "patch_size")
+            local = ".".join(editor.path[1:] if scoped else editor.path)
+            if scoped and head.split(".")[0] != editor.path[0] and not part.startswith(editor.dotted):
+                continue
+            if local in part or editor.dotted in part:
+                found[editor] = text or part
+    return found

@@ -1,0 +1,296 @@
+"""Method and Data dock: which method, 2D or 2.5D, and either the data to train on or a model to import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..engine.config import MIN_SLICES_2P5D
+from ..engine.io import InputError, load_image
+from ..engine.model_files import ModelFileError
+from .session import Session, session_for, unique_layer_name
+
+if TYPE_CHECKING:
+    import napari
+
+METHOD_CHOICES = (
+    ("n2v", "Noise2Void", "Noise independent from pixel to pixel (shot and read noise): the default choice."),
+    ("n2v2", "N2V2", "Like Noise2Void, without its checkerboard artefacts; try it when N2V looks blocky."),
+    (
+        "autostructn2v",
+        "autoStructN2V",
+        "Noise correlated along lines or stripes (scan lines, camera patterns): "
+        "finds the noise structure, lets you review it as a mask, then trains structN2V.",
+    ),
+)
+MODE_CHOICES = (
+    ("2d", "2D", "Each image or slice on its own."),
+    ("2.5d", "2.5D", f"Uses the slices above and below; needs a stack of at least {MIN_SLICES_2P5D} slices."),
+)
+OK_STYLE = "color: #30a46c;"
+ERROR_STYLE = "color: #e5484d;"
+
+
+class MethodDock(QWidget):
+    def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
+        super().__init__()
+        self.session = session or session_for(napari_viewer)
+        self.viewer = self.session.viewer
+
+        # -- method --
+        self.method_buttons: dict[str, QRadioButton] = {}
+        method_box = QGroupBox("Method")
+        method_layout = QVBoxLayout(method_box)
+        self._method_group = QButtonGroup(self)
+        for key, title, hint in METHOD_CHOICES:
+            button = QRadioButton(title)
+            button.setToolTip(hint)
+            button.toggled.connect(lambda checked, k=key: checked and self.session.set_method(k))
+            self._method_group.addButton(button)
+            self.method_buttons[key] = button
+            method_layout.addWidget(button)
+            hint_label = QLabel(hint)
+            hint_label.setWordWrap(True)
+            hint_label.setStyleSheet("color: gray; margin-left: 20px;")
+            method_layout.addWidget(hint_label)
+
+        # -- mode --
+        self.mode_buttons: dict[str, QRadioButton] = {}
+        mode_box = QGroupBox("Mode")
+        mode_layout = QVBoxLayout(mode_box)
+        mode_row = QHBoxLayout()
+        self._mode_group = QButtonGroup(self)
+        self.mode_hint = QLabel()
+        self.mode_hint.setWordWrap(True)
+        self.mode_hint.setStyleSheet("color: gray;")
+        for key, title, hint in MODE_CHOICES:
+            button = QRadioButton(title)
+            button.setToolTip(hint)
+            button.toggled.connect(lambda checked, k=key: checked and self.session.set_mode(k))
+            self._mode_group.addButton(button)
+            self.mode_buttons[key] = button
+            mode_row.addWidget(button)
+        mode_row.addStretch(1)
+        mode_layout.addLayout(mode_row)
+        mode_layout.addWidget(self.mode_hint)
+
+        # -- workflow --
+        workflow_box = QGroupBox("Workflow")
+        workflow_layout = QVBoxLayout(workflow_box)
+        self.train_button = QRadioButton("Train from scratch")
+        self.import_button = QRadioButton("Import a trained model")
+        self._workflow_group = QButtonGroup(self)
+        for button in (self.train_button, self.import_button):
+            self._workflow_group.addButton(button)
+            workflow_layout.addWidget(button)
+        self.train_button.toggled.connect(lambda checked: checked and self._set_workflow("train"))
+        self.import_button.toggled.connect(lambda checked: checked and self._set_workflow("import"))
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self._train_page())
+        self.pages.addWidget(self._import_page())
+        workflow_layout.addWidget(self.pages)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(method_box)
+        layout.addWidget(mode_box)
+        layout.addWidget(workflow_box)
+        layout.addStretch(1)
+
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        for layer in self.viewer.layers:
+            layer.events.name.connect(self._refresh_layers)
+        self.session.method_changed.connect(self._show_session)
+        self.session.mode_changed.connect(self._show_session)
+        self.session.workflow_changed.connect(self._show_session)
+        self.session.data_changed.connect(self._show_data_status)
+        self.session.busy_changed.connect(self._on_busy)
+        self._refresh_layers()
+        self._show_session()
+
+    # -- pages -----------------------------------------------------------------------------------------
+    def _train_page(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Image layer"))
+        self.layer_combo = QComboBox()
+        self.layer_combo.setToolTip("The noisy image or stack to train on (and denoise afterwards).")
+        self.layer_combo.currentTextChanged.connect(self._on_layer_chosen)
+        row.addWidget(self.layer_combo, 1)
+        self.open_tiff_button = QPushButton("Open TIFF…")
+        self.open_tiff_button.clicked.connect(self._choose_tiff)
+        row.addWidget(self.open_tiff_button)
+        layout.addLayout(row)
+        self.data_status = QLabel()
+        self.data_status.setWordWrap(True)
+        layout.addWidget(self.data_status)
+        layout.addStretch(1)
+        return page
+
+    def _import_page(self) -> QWidget:
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        hint = QLabel(
+            "A run folder written by denoise-studio (config.json and weights; for autoStructN2V also "
+            "stage1.pth, stage2.pth and mask.npy), or a config.json with a weights file of your choice."
+        )
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: gray;")
+        layout.addWidget(hint)
+        row = QHBoxLayout()
+        self.folder_button = QPushButton("Model folder…")
+        self.folder_button.clicked.connect(self._choose_folder)
+        self.json_button = QPushButton("config.json + weights…")
+        self.json_button.clicked.connect(self._choose_json)
+        row.addWidget(self.folder_button)
+        row.addWidget(self.json_button)
+        layout.addLayout(row)
+        self.import_status = QLabel("No model imported yet.")
+        self.import_status.setWordWrap(True)
+        layout.addWidget(self.import_status)
+        return page
+
+    # -- data --------------------------------------------------------------------------------------------
+    def _on_layer_inserted(self, event) -> None:
+        layer = event.value
+        layer.events.name.connect(self._refresh_layers)
+        self._refresh_layers()
+        if not self.session.source_layer and layer.name in self._layer_names():
+            self.select_layer(layer.name)
+
+    def _layer_names(self) -> list[str]:
+        return [layer.name for layer in self.session.image_layers()]
+
+    def _refresh_layers(self, _event=None) -> None:
+        names = self._layer_names()
+        current = self.session.source_layer
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        self.layer_combo.addItems(names)
+        if current in names:
+            self.layer_combo.setCurrentText(current)
+        self.layer_combo.blockSignals(False)
+        if current not in names:
+            self.session.set_source_layer(names[0] if names else None)
+            if names:
+                self.layer_combo.setCurrentIndex(0)
+
+    def select_layer(self, name: str) -> None:
+        self.layer_combo.setCurrentText(name)
+        self.session.set_source_layer(name)
+
+    def _on_layer_chosen(self, name: str) -> None:
+        if name and name != self.session.source_layer:
+            self.session.set_source_layer(name)
+
+    def _choose_tiff(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a noisy TIFF", "", "TIFF images (*.tif *.tiff)")
+        if path:
+            self.open_tiff(path)
+
+    def open_tiff(self, path: str | Path) -> str | None:
+        """Read a TIFF into a new layer and train on it; returns the layer name (None on failure)."""
+        path = Path(path)
+        try:
+            stack = load_image(path)
+        except InputError as err:
+            self._set_status(self.data_status, False, str(err))
+            show_error(f"Cannot open {path.name}: {err}")
+            return None
+        image = stack[0] if stack.shape[0] == 1 else stack
+        name = unique_layer_name(self.viewer, path.stem)
+        self.viewer.add_image(image, name=name)
+        self.select_layer(name)
+        return name
+
+    def _show_data_status(self) -> None:
+        ready, message = self.session.data_status()
+        self._set_status(self.data_status, ready, message)
+
+    # -- import ------------------------------------------------------------------------------------------
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a denoise-studio model folder")
+        if folder:
+            self.import_model(folder)
+
+    def _choose_json(self) -> None:
+        config, _ = QFileDialog.getOpenFileName(self, "Choose the model's config.json", "", "JSON (*.json)")
+        if not config:
+            return
+        weights, _ = QFileDialog.getOpenFileName(
+            self, "Choose the weights (cancel to use the ones named in config.json)", str(Path(config).parent),
+            "PyTorch weights (*.pth *.pt)",
+        )
+        self.import_model(config, weights or None)
+
+    def import_model(self, path: str | Path, weights: str | Path | None = None) -> bool:
+        if self.session.busy:
+            self._set_status(self.import_status, False, f"Cannot import now: {self.session.busy_reason()}")
+            return False
+        self.import_button.setChecked(True)
+        try:
+            model = self.session.import_model(path, weights)
+        except ModelFileError as err:
+            self._set_status(self.import_status, False, str(err))
+            show_error(f"Model not imported: {err}")
+            return False
+        stages = f" (stages: {', '.join(sorted(model.stage_models))})" if model.stage_models else ""
+        self._set_status(
+            self.import_status, True,
+            f"Imported {model.title}{stages} from {model.run_dir}. Continue in Results and Inference: Process Data.",
+        )
+        show_info(f"Imported {model.title} model from {model.run_dir}")
+        return True
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def _set_workflow(self, workflow: str) -> None:
+        self.session.set_workflow(workflow)
+
+    def _show_session(self, _value=None) -> None:
+        session = self.session
+        for key, button in self.method_buttons.items():
+            button.blockSignals(True)
+            button.setChecked(key == session.method)
+            button.blockSignals(False)
+        for key, button in self.mode_buttons.items():
+            button.blockSignals(True)
+            button.setChecked(key == session.mode)
+            button.blockSignals(False)
+        self.mode_hint.setText(dict((k, h) for k, _t, h in MODE_CHOICES)[session.mode])
+        importing = session.workflow == "import"
+        for button, checked in ((self.train_button, not importing), (self.import_button, importing)):
+            button.blockSignals(True)
+            button.setChecked(checked)
+            button.blockSignals(False)
+        self.pages.setCurrentIndex(1 if importing else 0)
+        self._show_data_status()
+
+    def _on_busy(self, busy: bool) -> None:
+        # Method, mode and data are part of the run that is going on; changing them mid-run would mislead.
+        for button in (*self.method_buttons.values(), *self.mode_buttons.values()):
+            button.setEnabled(not busy)
+        self.layer_combo.setEnabled(not busy)
+        self.open_tiff_button.setEnabled(not busy)
+
+    @staticmethod
+    def _set_status(label: QLabel, ok: bool, message: str) -> None:
+        label.setText(("✓ " if ok else "✗ ") + message)
+        label.setStyleSheet(OK_STYLE if ok else ERROR_STYLE)

@@ -1,0 +1,298 @@
+"""Results and Inference dock: the model card, side-by-side viewing, Process Data, and the workspace folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..engine.events import ProgressEvent
+from ..engine.io import InputError
+from ..engine.prediction import PredictionStopped
+from .inference import Prediction, add_result_layers, predict_file, predict_image
+from .session import Session, session_for
+from .side_by_side import SideBySide
+from .trained_model import TrainedModel
+from .training_dock import format_duration
+from .worker import EngineJob, Outcome, guarded
+
+if TYPE_CHECKING:
+    import napari
+
+PROGRESS_STEPS = 1000
+
+
+class ResultsDock(QWidget):
+    def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
+        super().__init__()
+        self.session = session or session_for(napari_viewer)
+        self.viewer = self.session.viewer
+        self.side_by_side = SideBySide(self.viewer)
+        self.job: EngineJob | None = None
+        self._job_model: TrainedModel | None = None
+
+        # -- model card --
+        self.card = QGroupBox("Model")
+        self.card_layout = QFormLayout(self.card)
+
+        # -- side by side --
+        view_box = QGroupBox("Compare")
+        view_layout = QVBoxLayout(view_box)
+        self.comparison_label = QLabel()
+        self.comparison_label.setWordWrap(True)
+        self.open_button = QPushButton("Open in Viewer")
+        self.open_button.setToolTip("Noisy and denoised side by side, with one camera and linked contrast.")
+        self.open_button.clicked.connect(self.open_in_viewer)
+        self.single_button = QPushButton("Single view")
+        self.single_button.clicked.connect(self.close_side_by_side)
+        row = QHBoxLayout()
+        row.addWidget(self.open_button)
+        row.addWidget(self.single_button)
+        view_layout.addWidget(self.comparison_label)
+        view_layout.addLayout(row)
+
+        # -- process data --
+        process_box = QGroupBox("Process Data")
+        process_layout = QVBoxLayout(process_box)
+        self.from_layer = QRadioButton("Layer")
+        self.from_file = QRadioButton("TIFF file")
+        self.from_layer.setChecked(True)
+        group = QButtonGroup(self)
+        group.addButton(self.from_layer)
+        group.addButton(self.from_file)
+        self.layer_combo = QComboBox()
+        layer_row = QHBoxLayout()
+        layer_row.addWidget(self.from_layer)
+        layer_row.addWidget(self.layer_combo, 1)
+        self.file_edit = QLineEdit()
+        self.file_edit.setPlaceholderText("path/to/stack.tif")
+        self.file_edit.textEdited.connect(lambda _t: self.from_file.setChecked(True))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._choose_file)
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.from_file)
+        file_row.addWidget(self.file_edit, 1)
+        file_row.addWidget(browse)
+        self.with_stage1 = QCheckBox("Also denoise with stage 1 (to compare stage 1 and stage 2)")
+        self.open_result = QCheckBox("Open the result in the viewer (TIFF files)")
+        self.open_result.setChecked(True)
+        self.process_button = QPushButton("Process")
+        self.process_button.clicked.connect(self.process)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.process_button)
+        buttons.addWidget(self.stop_button)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, PROGRESS_STEPS)
+        self.progress.setFormat("idle")
+        self.process_status = QLabel()
+        self.process_status.setWordWrap(True)
+        for item in (layer_row, file_row):
+            process_layout.addLayout(item)
+        process_layout.addWidget(self.with_stage1)
+        process_layout.addWidget(self.open_result)
+        process_layout.addLayout(buttons)
+        process_layout.addWidget(self.progress)
+        process_layout.addWidget(self.process_status)
+
+        # -- workspace --
+        workspace_box = QGroupBox("Workspace")
+        workspace_layout = QVBoxLayout(workspace_box)
+        self.workspace_label = QLabel()
+        self.workspace_label.setWordWrap(True)
+        change = QPushButton("Change…")
+        change.setToolTip("Models go to <workspace>/models/<session>/<training>, results to <workspace>/results/.")
+        change.clicked.connect(self._choose_workspace)
+        workspace_layout.addWidget(self.workspace_label)
+        workspace_layout.addWidget(change)
+
+        layout = QVBoxLayout(self)
+        for widget in (self.card, view_box, process_box, workspace_box):
+            layout.addWidget(widget)
+        layout.addStretch(1)
+
+        self.session.model_changed.connect(self._show_model)
+        self.session.comparison_changed.connect(lambda _c: self._show_comparison())
+        self.session.workspace_changed.connect(lambda _w: self._show_workspace())
+        self.session.busy_changed.connect(lambda _b: self._update_buttons())
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+        self._show_model(self.session.model)
+        self._show_comparison()
+        self._show_workspace()
+
+    # -- display ---------------------------------------------------------------------------------------------
+    def _show_model(self, model: TrainedModel | None) -> None:
+        while self.card_layout.rowCount():
+            self.card_layout.removeRow(0)
+        if model is None:
+            self.card_layout.addRow(QLabel("No model yet: train one, or import one in Method and Data."))
+        else:
+            for label, value in model.summary_lines():
+                text = QLabel(value)
+                text.setWordWrap(True)
+                self.card_layout.addRow(f"{label}:", text)
+        has_stage1 = model is not None and "stage1" in model.stage_models and "stage2" in model.stage_models
+        self.with_stage1.setVisible(has_stage1)
+        self.with_stage1.setChecked(has_stage1)
+        self._update_buttons()
+
+    def _show_comparison(self) -> None:
+        comparison = self.session.comparison
+        if comparison is None:
+            self.comparison_label.setText("Nothing to compare yet.")
+        else:
+            noisy, results = comparison
+            self.comparison_label.setText(" | ".join([noisy, *results]))
+        self._update_buttons()
+
+    def _show_workspace(self) -> None:
+        self.workspace_label.setText(str(self.session.workspace))
+
+    def _refresh_layers(self, _event=None) -> None:
+        current = self.layer_combo.currentText()
+        names = [layer.name for layer in self.session.image_layers()]
+        self.layer_combo.clear()
+        self.layer_combo.addItems(names)
+        if current in names:
+            self.layer_combo.setCurrentText(current)
+
+    def _update_buttons(self) -> None:
+        running = self.job is not None  # cleared when the job's outcome arrives
+        self.process_button.setEnabled(self.session.model is not None and not running)
+        self.stop_button.setEnabled(running)
+        self.open_button.setEnabled(self.session.comparison is not None)
+
+    # -- side by side -------------------------------------------------------------------------------------------
+    def open_in_viewer(self) -> list[str]:
+        comparison = self.session.comparison
+        if comparison is None:
+            return []
+        noisy, results = comparison
+        shown = self.side_by_side.show([noisy, *results])
+        if not shown:
+            show_info("The layers to compare are no longer in the viewer.")
+        return shown
+
+    def close_side_by_side(self) -> None:
+        self.side_by_side.close()
+
+    # -- process data -------------------------------------------------------------------------------------------
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a TIFF to denoise", "", "TIFF images (*.tif *.tiff)")
+        if path:
+            self.file_edit.setText(path)
+            self.from_file.setChecked(True)
+
+    def process(self) -> bool:
+        """Apply the model to the chosen layer or TIFF file; returns False (and says why) if it cannot start."""
+        model = self.session.model
+        if model is None:
+            return self._refuse("no model yet: train one, or import one in Method and Data")
+        out_dir = self.session.results_dir(model.training_id)
+        with_stage1 = not self.with_stage1.isHidden() and self.with_stage1.isChecked()
+        if self.from_file.isChecked():
+            path = Path(self.file_edit.text().strip()).expanduser()
+            if not path.is_file():
+                return self._refuse(f"{path}: no such file")
+            load = self.open_result.isChecked()
+
+            def call(callback, stop) -> Prediction:
+                return predict_file(model, path, out_dir, callback, stop, with_stage1, load)
+
+            what = path.name
+        else:
+            name = self.layer_combo.currentText()
+            try:
+                image = self.session.layer_data(name)
+            except InputError as err:
+                return self._refuse(str(err))
+
+            def call(callback, stop) -> Prediction:
+                return predict_image(model, image, name, out_dir, callback, stop, with_stage1)
+
+            what = name
+        reason = self.session.busy_reason()
+        if reason:
+            return self._refuse(reason)
+        self.process_status.setStyleSheet("")
+        self.process_status.setText(f"Denoising {what}…")
+        self.progress.setValue(0)
+        self.progress.setFormat("starting")
+        job = EngineJob(f"processing {what}", call)
+        self.job, self._job_model = job, model
+        on_done = guarded(self._on_done, lambda message: self._status(f"Failed: {message}", ok=False))
+        self._update_buttons()
+        reason = self.session.run_job(job, f"processing {what}", on_done, self._on_progress)
+        if reason:
+            self.job = None
+            return self._refuse(reason)
+        return True
+
+    def stop(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.request_stop()
+            self.process_status.setText("Stopping…")
+
+    def _on_progress(self, event: ProgressEvent) -> None:
+        self.progress.setValue(int(event.fraction * PROGRESS_STEPS))
+        self.progress.setFormat(f"plane {event.batch}/{event.batches} · {format_duration(event.time_left)}")
+
+    def _on_done(self, outcome: Outcome) -> None:
+        self.job = None
+        model, self._job_model = self._job_model, None
+        self._update_buttons()
+        if not outcome.ok:
+            self.progress.setFormat("stopped" if isinstance(outcome.error, PredictionStopped) else "failed")
+            if isinstance(outcome.error, PredictionStopped):
+                self._status("Stopped; nothing was written.", ok=False)
+            else:
+                self._status(f"Failed: {outcome.message}", ok=False)
+                show_error(f"Processing failed: {outcome.message}")
+            return
+        prediction: Prediction = outcome.value
+        self.progress.setValue(PROGRESS_STEPS)
+        self.progress.setFormat("done")
+        files = ", ".join(str(path) for path in prediction.files.values())
+        if prediction.arrays:
+            names = add_result_layers(self.session, model, prediction)
+            if prediction.source in self.viewer.layers:
+                ordered = sorted(names, key=lambda n: 0 if "(stage 1)" in n else 1)
+                self.session.set_comparison(prediction.source, ordered)
+        self._status(f"Saved {files}", ok=True)
+        show_info(f"Denoised result saved: {files}")
+
+    def _status(self, text: str, ok: bool) -> None:
+        self.process_status.setText(text)
+        self.process_status.setStyleSheet("color: #30a46c;" if ok else "color: #e5484d;")
+
+    def _refuse(self, reason: str) -> bool:
+        self._status(f"Not started: {reason}", ok=False)
+        show_info(f"Process Data: {reason}")
+        return False
+
+    # -- workspace -----------------------------------------------------------------------------------------------
+    def _choose_workspace(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose the workspace folder", str(self.session.workspace))
+        if folder:
+            self.session.set_workspace(folder)

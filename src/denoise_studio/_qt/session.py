@@ -1,0 +1,317 @@
+"""The state the docks of one viewer share: method, mode, the one config object, the data, the model.
+
+Each dock is a view of this object. Registered as separate napari widgets, the docks of a viewer
+find the same session through :func:`session_for`; the all-in-one widget passes it explicitly.
+The session also owns the job slot that keeps to one engine job (training or processing) at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+
+from ..engine.config import AutoStructConfig, ConfigError, DenoiseConfig, make_autostruct_config, make_config
+from ..engine.data import check_stack_for_mode
+from ..engine.events import ProgressEvent
+from ..engine.io import InputError
+from ..engine.model_files import load_model
+from . import settings
+from .trained_model import MODE_NAMES, TrainedModel
+from .worker import EngineJob, Outcome
+
+if TYPE_CHECKING:
+    import napari
+
+METHODS = ("n2v", "n2v2", "autostructn2v")
+MODES = ("2d", "2.5d")
+PRESET_NAMES = {"fast": "Fast", "balanced": "Balanced", "quality": "High Quality"}
+
+RunConfig = DenoiseConfig | AutoStructConfig
+
+_sessions: weakref.WeakValueDictionary[int, Session] = weakref.WeakValueDictionary()
+
+
+def real_viewer(viewer):
+    """napari hands plugin widgets a public-only proxy; the session keys on the viewer behind it."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
+def session_for(viewer: napari.Viewer) -> Session:
+    """The session of ``viewer``, created on first use and alive while a dock holds it."""
+    viewer = real_viewer(viewer)
+    session = _sessions.get(id(viewer))
+    if session is None or session.viewer is not viewer:
+        session = Session(viewer)
+        _sessions[id(viewer)] = session
+    return session
+
+
+def build_config(method: str, mode: str, preset: str) -> RunConfig:
+    if method == "autostructn2v":
+        return make_autostruct_config(mode, preset)
+    return make_config(method, mode, preset)
+
+
+def config_with_mode(config: RunConfig, mode: str) -> RunConfig:
+    """The same settings in another mode (2D / 2.5D)."""
+    data = config.to_dict()
+    data["mode"] = mode
+    if isinstance(config, AutoStructConfig):
+        data["stage1"]["mode"] = mode
+        data["stage2"]["mode"] = mode
+        return AutoStructConfig.from_dict(data)
+    return DenoiseConfig.from_dict(data)
+
+
+def unique_layer_name(viewer: napari.Viewer, wanted: str) -> str:
+    names = {layer.name for layer in viewer.layers}
+    if wanted not in names:
+        return wanted
+    index = 2
+    while f"{wanted} [{index}]" in names:
+        index += 1
+    return f"{wanted} [{index}]"
+
+
+def user_message(error: Exception, name: str = "") -> str:
+    """An engine message without the leading ``name:`` and with a capital first letter."""
+    text = str(error)
+    if name and text.startswith(f"{name}: "):
+        text = text[len(name) + 2 :]
+    return text[:1].upper() + text[1:]
+
+
+def _timestamp() -> str:
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+class Session(QObject):
+    method_changed = Signal(str)
+    mode_changed = Signal(str)
+    #: The config object changed; the argument is the widget that changed it (or None).
+    config_changed = Signal(object)
+    data_changed = Signal()
+    workflow_changed = Signal(str)
+    #: True while a job runs or a training run waits at its review gate (see ``active``).
+    busy_changed = Signal(bool)
+    #: (noisy layer, [result layers]) of the latest result, for Open in Viewer.
+    comparison_changed = Signal(object)
+    model_changed = Signal(object)
+    workspace_changed = Signal(object)
+    #: A TrainingRun has started (the Mask Review dock follows its review gate).
+    run_started = Signal(object)
+    #: A request to bring a dock to the front ("method", "configure", "training", "review", "results").
+    show_dock = Signal(str)
+
+    def __init__(self, viewer: napari.Viewer):
+        super().__init__()
+        self.viewer = viewer
+        self.id = f"session-{_timestamp()}"
+        self.workspace: Path = settings.default_workspace()
+        self.method = "n2v"
+        self.mode = "2d"
+        self.preset = "fast"
+        self.config: RunConfig = build_config(self.method, self.mode, self.preset)
+        #: A message while the fields hold a combination the config refuses; Start waits for a fix.
+        self.config_error: str | None = None
+        self.workflow = "train"
+        self.source_layer: str | None = None
+        self.model: TrainedModel | None = None
+        self.job: EngineJob | None = None
+        self.job_kind = ""
+        #: The training run in progress (owned by training_run.TrainingRun), across its review gate.
+        self.training_run = None
+        self.comparison: tuple[str, list[str]] | None = None
+        self._training_ids: set[str] = set()
+
+    # -- method, mode, config -------------------------------------------------------------------
+    def set_method(self, method: str) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}")
+        if method == self.method:
+            return
+        self.method = method
+        # A method brings its own architecture and masking defaults, so the fields restart from the preset.
+        self.apply_preset(self.preset)
+        self.method_changed.emit(method)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES or mode == self.mode:
+            return
+        self.mode = mode
+        try:
+            self.config = config_with_mode(self.config, mode)
+        except ConfigError:
+            self.config = build_config(self.method, mode, self.preset)
+        self.config_changed.emit(None)
+        self.mode_changed.emit(mode)
+        self.data_changed.emit()
+
+    def apply_preset(self, preset: str) -> None:
+        self.preset = preset
+        self.config = build_config(self.method, self.mode, preset)
+        self.config_error = None
+        self.config_changed.emit(None)
+
+    def set_config(self, config: RunConfig, source: object = None) -> None:
+        """Replace the config with one built and validated from the fields."""
+        self.config = config
+        self.config_error = None
+        self.config_changed.emit(source)
+
+    def set_config_error(self, message: str | None) -> None:
+        self.config_error = message
+
+    # -- workflow and data ----------------------------------------------------------------------
+    def set_workflow(self, workflow: str) -> None:
+        if workflow != self.workflow:
+            self.workflow = workflow
+            self.workflow_changed.emit(workflow)
+
+    def set_source_layer(self, name: str | None) -> None:
+        self.source_layer = name
+        self.data_changed.emit()
+
+    def image_layers(self) -> list:
+        from napari.layers import Image
+
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def layer_data(self, name: str) -> np.ndarray:
+        """The pixels of an image layer as a numpy array; a multiscale layer gives its full resolution."""
+        if name not in self.viewer.layers:
+            raise InputError(f"there is no layer named {name!r} any more")
+        layer = self.viewer.layers[name]
+        if getattr(layer, "rgb", False):
+            raise InputError(f"{name}: is an RGB layer; convert it to a single channel first")
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        return np.asarray(data)
+
+    def training_data(self) -> tuple[str, np.ndarray]:
+        """The chosen layer, validated for the current mode (raises InputError with a readable message)."""
+        if not self.source_layer:
+            raise InputError("choose an image layer to train on, or open a TIFF file")
+        image = self.layer_data(self.source_layer)
+        try:
+            check_stack_for_mode(image, self.mode, name=self.source_layer)
+        except InputError as err:
+            raise InputError(user_message(err, self.source_layer)) from None
+        return self.source_layer, image
+
+    def data_status(self) -> tuple[bool, str]:
+        """(ready, message) for the chosen training data."""
+        try:
+            name, image = self.training_data()
+        except InputError as err:
+            return False, str(err)
+        planes = 1 if image.ndim == 2 else image.shape[0]
+        size = f"{image.shape[-2]}×{image.shape[-1]}"
+        what = size if planes == 1 else f"{planes} slices of {size}"
+        return True, f"{name}: {what}, ready for {MODE_NAMES[self.mode]} training"
+
+    # -- models ---------------------------------------------------------------------------------
+    def new_training_id(self) -> str:
+        base = f"{_timestamp()}-{self.method}"
+        candidate, index = base, 2
+        while candidate in self._training_ids:
+            candidate, index = f"{base}-{index}", index + 1
+        self._training_ids.add(candidate)
+        return candidate
+
+    def models_dir(self, training_id: str) -> Path:
+        return settings.models_dir(self.workspace, self.id, training_id)
+
+    def results_dir(self, training_id: str) -> Path:
+        return settings.results_dir(self.workspace, training_id)
+
+    def set_workspace(self, path: str | Path) -> None:
+        self.workspace = Path(path).expanduser()
+        self.workspace_changed.emit(self.workspace)
+
+    def set_model(self, model: TrainedModel | None) -> None:
+        self.model = model
+        self.model_changed.emit(model)
+
+    def import_model(self, path: str | Path, weights: str | Path | None = None) -> TrainedModel:
+        """Load a run folder (or a config.json plus weights) and make it the session's model.
+
+        Raises ModelFileError with a readable message when the files are not a usable model.
+        """
+        path = Path(path)
+        loaded = load_model(path, weights)
+        model = TrainedModel.from_loaded(loaded, path)
+        self.set_workflow("import")
+        self.set_model(model)
+        self.show_dock.emit("results")
+        return model
+
+    # -- the job slot -----------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """An engine job is running right now."""
+        return self.job is not None and self.job.running
+
+    @property
+    def active(self) -> bool:
+        """A job runs, or a training run is still open (e.g. waiting at the mask review)."""
+        return self.busy or (self.training_run is not None and self.training_run.active)
+
+    def notify_activity(self) -> None:
+        self.busy_changed.emit(self.active)
+
+    def set_comparison(self, noisy: str, results: list[str]) -> None:
+        self.comparison = (noisy, list(results))
+        self.comparison_changed.emit(self.comparison)
+
+    def busy_reason(self, owner: object = None) -> str:
+        """Why a new job cannot start now ("" when it can). ``owner`` is the training run asking, if any."""
+        run = self.training_run
+        if run is not None and run.active and owner is not run:
+            return run.busy_reason()
+        if self.busy:
+            return f"{self.job_kind} is running; wait for it to finish or press Stop"
+        return ""
+
+    def run_job(
+        self,
+        job: EngineJob,
+        kind: str,
+        on_done: Callable[[Outcome], None],
+        on_progress: Callable[[ProgressEvent], None] | None = None,
+        owner: object = None,
+    ) -> str:
+        """Start ``job`` unless another one runs; returns "" or the reason it was refused.
+
+        The slot is released before ``on_done`` runs, so a handler may start the next job at once.
+        """
+        reason = self.busy_reason(owner)
+        if reason:
+            return reason
+        self.job = job
+        self.job_kind = kind
+        job.done.connect(lambda _outcome, finished=job: self._release(finished))
+        job.done.connect(on_done)
+        if on_progress is not None:
+            job.progress.connect(on_progress)
+        self.busy_changed.emit(True)
+        job.start()
+        return ""
+
+    def _release(self, job: EngineJob) -> None:
+        if self.job is job:
+            self.job = None
+            self.job_kind = ""
+            self.busy_changed.emit(self.active)
+
+    def stop_all(self) -> None:
+        """Ask whatever runs to stop (used when the window closes)."""
+        if self.job is not None:
+            self.job.request_stop()
+        if self.training_run is not None:
+            self.training_run.stop.set()
