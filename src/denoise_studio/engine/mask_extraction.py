@@ -35,9 +35,9 @@ MEDIAN_FROM_FIELDS = 20
 OUTLIER_MADS = 3.0
 #: Scales the MAD to the standard deviation of a normal distribution.
 MAD_TO_STD = 1.4826
-#: ... but a slice is kept while its residual std is within this fraction of the median: leaked signal that
-#: small changes rho by about twice as much (0.1 at 5 %), before averaging over slices, and dropping the slice
-#: would only discard data (with 65k-pixel slices the MAD rule alone drops slices 0.5 % above the median).
+#: ... but a slice within this fraction of the median is always kept. With 65k-pixel slices the MAD of the
+#: stds is tiny and the MAD rule alone drops slices 0.5 % above the median; 5 % more std is about 10 % leaked
+#: variance, which shifts that slice's rho by at most ~0.1 (the floor) before averaging over the slices.
 MIN_OUTLIER_EXCESS = 0.05
 #: Percentile thresholds never go above this, so an outer ring can still hold a candidate.
 MAX_PERCENTILE = 99.0
@@ -45,10 +45,10 @@ MAX_PERCENTILE = 99.0
 #: |rho| > floor / 2.
 UNCONDITIONAL_LINE = 5
 NO_STRUCTURE = "no structured noise detected; stage 2 equals N2V"
-PLANE_NAMES: tuple[str, ...] = ("Z-1 (above)", "Z (centre)", "Z+1 (below)")
+PLANE_NAMES: tuple[str, ...] = ("Z-1 (above)", "Z (center)", "Z+1 (below)")
 
 
-# -- result ---------------------------------------------------------------------------------------------------------
+# -- result --------------------------------------------------------------------------------------------------
 @dataclass
 class MaskExtractionResult:
     """An extracted structN2V kernel with the evidence it came from.
@@ -56,8 +56,8 @@ class MaskExtractionResult:
     Attributes
     ----------
     mask : numpy.ndarray
-        Boolean kernel of shape ``(1, K, K)`` (2D) or ``(3, K, K)`` (2.5D, planes Z-1, Z, Z+1); the centre of the
-        centre plane is always set.
+        Boolean kernel of shape ``(1, K, K)`` (2D) or ``(3, K, K)`` (2.5D, planes Z-1, Z, Z+1); the
+        centre of the centre plane is always set.
     correlation : numpy.ndarray
         The averaged residual correlation rho, same shape as ``mask`` (1 at the centre of the centre plane).
     floor : float
@@ -103,14 +103,15 @@ class MaskExtractionResult:
         Parameters
         ----------
         per_pixel : bool
-            Return the whole map (same shape as ``mask``; the centre of the centre plane is NaN) instead of one number.
+            Return the whole map (same shape as ``mask``; NaN at the centre of the centre plane) instead
+            of one number.
 
         Returns
         -------
         float or numpy.ndarray
-            By default the largest ``|rho| / floor`` among the masked pixels other than the centre, or, for a
-            centre-only mask, among all lags: a value near 1 flags a marginal detection. (Not the smallest: the
-            pixels added by the line extension are allowed below the floor.)
+            By default the largest ``|rho| / floor`` among the masked pixels other than the centre, or,
+            for a centre-only mask, among all lags: a value near 1 flags a marginal detection. (Not the
+            smallest: the pixels added by the line extension are allowed below the floor.)
         """
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.abs(self.correlation) / self.floor
@@ -120,7 +121,7 @@ class MaskExtractionResult:
         chosen = self.mask.copy()
         chosen[_centre_index(chosen.shape)] = False
         values = ratio[chosen] if chosen.any() else ratio
-        return float(np.nanmax(values)) if np.isfinite(values).any() else 0.0
+        return 0.0 if np.isnan(values).all() else float(np.nanmax(values))
 
     def summary(self) -> str:
         """One line for the user: the shape found, or that there is none."""
@@ -137,7 +138,7 @@ class MaskExtractionResult:
         return text_grid(self.mask)
 
 
-# -- public functions -----------------------------------------------------------------------------------------------
+# -- public functions ----------------------------------------------------------------------------------------
 def extract_struct_mask(
     noisy: np.ndarray,
     denoised: np.ndarray,
@@ -149,8 +150,8 @@ def extract_struct_mask(
     Parameters
     ----------
     noisy, denoised : numpy.ndarray
-        ``(Y, X)`` or ``(Z, Y, X)`` arrays of the same shape: the normalised noisy data and stage 1's prediction of
-        the same pixels. Each slice is one field of the correlation estimate.
+        ``(Y, X)`` or ``(Z, Y, X)`` arrays of the same shape: the normalised noisy data and stage 1's
+        prediction of the same pixels. Each slice is one field of the correlation estimate.
     params : MaskExtractorConfig, optional
         Extractor settings; the defaults when omitted.
     mode : {"2d", "2.5d"}
@@ -197,9 +198,7 @@ def residual_autocorrelation(
     return rho, n_pixels
 
 
-def threshold_correlation(
-    rho: np.ndarray, n_pixels: int, params: MaskExtractorConfig
-) -> tuple[np.ndarray, float]:
+def threshold_correlation(rho: np.ndarray, n_pixels: int, params: MaskExtractorConfig) -> tuple[np.ndarray, float]:
     """Turn an averaged correlation into a mask (steps 3-8), so that new parameters need no new FFTs.
 
     Parameters
@@ -237,7 +236,7 @@ def noise_floor(n_pixels: int, params: MaskExtractorConfig) -> float:
 
 
 def border_warnings(rho: np.ndarray, floor: float) -> list[str]:
-    """A warning when ``|rho|`` at the largest lag still exceeds the floor (the correlation reaches further)."""
+    """A warning when ``|rho|`` at the largest lag still exceeds the floor (it reaches further)."""
     rho = _as_planes(np.asarray(rho, dtype=np.float64))
     radius = rho.shape[-1] // 2
     border = _chebyshev(radius) == radius
@@ -280,22 +279,23 @@ def text_grid(mask: np.ndarray) -> str:
     return "\n\n".join(blocks)
 
 
-# -- steps 1-3: residual correlation --------------------------------------------------------------------------------
+# -- steps 1-3: residual correlation -------------------------------------------------------------------------
 def _residual_correlation(
     noisy: np.ndarray, denoised: np.ndarray, max_radius: int, mode: str
 ) -> tuple[np.ndarray, int, list[str]]:
     """``(rho, n_pixels, warnings about left-out slices)``."""
     mode = _checked_mode(mode)
-    residual = _checked_residual(noisy, denoised, max_radius, mode)
-    keep, notes = _usable_slices(residual)
+    noisy, denoised = _checked_inputs(noisy, denoised, max_radius, mode)
+    keep, notes = _usable_slices(noisy, denoised)
     radius = int(max_radius)
-    n_slices, height, width = residual.shape
+    height, width = noisy.shape[1:]
     counts = _overlap_counts(height, width, radius)
     shape = (sfft.next_fast_len(height + radius, real=True), sfft.next_fast_len(width + radius, real=True))
     same, pairs = [], []
     previous = None  # (slice index, spectrum, variance) of the last usable slice, for the dz = +1 pairs
     for z in np.flatnonzero(keep):
-        spectrum = sfft.rfft2(residual[z] - residual[z].mean(), s=shape)
+        residual = _residual(noisy, denoised, z)
+        spectrum = sfft.rfft2(residual - residual.mean(), s=shape)
         covariance = _lagged_products(spectrum, spectrum, shape, radius) / counts
         variance = covariance[radius, radius]
         same.append(covariance / variance)
@@ -324,8 +324,10 @@ def _checked_mode(mode: str) -> str:
     return value
 
 
-def _checked_residual(noisy: np.ndarray, denoised: np.ndarray, max_radius: int, mode: str) -> np.ndarray:
-    """Validate the inputs and return ``noisy - denoised`` as a float64 ``(Z, Y, X)`` stack."""
+def _checked_inputs(
+    noisy: np.ndarray, denoised: np.ndarray, max_radius: int, mode: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate the inputs and return them as ``(Z, Y, X)`` arrays (views, no copies)."""
     noisy, denoised = np.asarray(noisy), np.asarray(denoised)
     if noisy.shape != denoised.shape:
         raise ValueError(f"noisy and denoised must have the same shape, got {noisy.shape} and {denoised.shape}")
@@ -343,13 +345,17 @@ def _checked_residual(noisy: np.ndarray, denoised: np.ndarray, max_radius: int, 
             raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{name} contains NaN or infinite values")
-    residual = noisy.astype(np.float64) - denoised.astype(np.float64)
-    return residual if residual.ndim == 3 else residual[np.newaxis]
+    return _as_planes(noisy), _as_planes(denoised)
 
 
-def _usable_slices(residual: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Slices to use (step 1): a non-zero residual whose std is not an outlier; and a warning for those left out."""
-    std = residual.reshape(residual.shape[0], -1).std(axis=1)
+def _residual(noisy: np.ndarray, denoised: np.ndarray, z: int) -> np.ndarray:
+    """Residual of one slice in float64; slice by slice, so that a large stack needs no float64 copy."""
+    return noisy[z].astype(np.float64) - denoised[z].astype(np.float64)
+
+
+def _usable_slices(noisy: np.ndarray, denoised: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Slices to use (step 1): non-zero residual std that is no outlier; and a warning about the others."""
+    std = np.array([_residual(noisy, denoised, z).std() for z in range(noisy.shape[0])])
     usable = std > 0
     if not usable.any():
         raise ValueError("the residual noisy - denoised is zero everywhere: the stage-1 output equals the input")
@@ -365,9 +371,9 @@ def _usable_slices(residual: np.ndarray) -> tuple[np.ndarray, list[str]]:
         f"{z} (zero residual)" if std[z] == 0 else f"{z} (+{100 * (std[z] / median - 1):.1f} %)" for z in left_out
     )
     return usable, [
-        f"left out {left_out.size} of {std.size} slices whose residual std is zero or more than {OUTLIER_MADS:g} "
-        f"MAD above the median (slice and excess: {details}); a much larger residual usually means signal leaks "
-        "into it"
+        f"left out {left_out.size} of {std.size} slices whose residual std is zero or more than "
+        f"{OUTLIER_MADS:g} MAD (and {100 * MIN_OUTLIER_EXCESS:g} %) above the median (slice and excess: "
+        f"{details}); a much larger residual usually means signal leaks into it"
     ]
 
 
@@ -395,7 +401,7 @@ def _average(fields: list[np.ndarray]) -> np.ndarray:
     return np.median(stacked, axis=0) if len(fields) >= MEDIAN_FROM_FIELDS else stacked.mean(axis=0)
 
 
-# -- steps 4-8: thresholds and shape --------------------------------------------------------------------------------
+# -- steps 4-8: thresholds and shape -------------------------------------------------------------------------
 def _checked_rho(rho: np.ndarray, radius: int) -> np.ndarray:
     rho = _as_planes(np.asarray(rho, dtype=np.float64))
     if rho.ndim != 3 or rho.shape[0] not in (1, 3) or rho.shape[1] != rho.shape[2] or rho.shape[1] % 2 == 0:
@@ -432,8 +438,8 @@ def _ring_candidates(scores: np.ndarray, floor: float, params: MaskExtractorConf
     rings = _chebyshev(radius)
     candidates = np.zeros(scores.shape, dtype=bool)
     for plane, plane_scores in enumerate(scores):
-        # Ring 0: the centre itself (score +inf) or, in the planes dz = +-1, the pixel straight above or below,
-        # which has no ring to compare with and is held against the floor alone.
+        # Ring 0: the centre itself (score +inf) or, in the planes dz = +-1, the pixel straight above or
+        # below, which has no ring to compare with and is held against the floor alone.
         candidates[plane][rings == 0] = plane_scores[rings == 0] > floor
         for ring in range(1, radius + 1):
             on_ring = rings == ring
@@ -455,11 +461,11 @@ def _centre_component(candidates: np.ndarray) -> np.ndarray:
 def _cap(mask: np.ndarray, scores: np.ndarray, max_pixels: int) -> np.ndarray:
     """Step 7: at most ``max_pixels``, the centre and the highest-scoring candidates connected to it.
 
-    The mask is regrown from the centre, each time adding the best-scoring candidates that touch it. Taking the
-    ``N - 1`` best scores first and only then the centre's component (the literal reading of the spec) can cut a
-    line in two: with per-row offsets the residual correlation peaks at lag 2, not 1, and nothing would stay
-    connected. Tied scores are added together or not at all, so that point-symmetric twins stay together (the mask
-    stays symmetric) and the cap is never exceeded.
+    The mask is regrown from the centre, each time adding the best-scoring candidates that touch it.
+    Taking the ``N - 1`` best scores first and only then the centre's component (the literal reading of
+    the spec) can cut a line in two: with per-row offsets the residual correlation peaks at lag 2, not 1,
+    and nothing would stay connected. Tied scores are added together or not at all, so that
+    point-symmetric twins stay together (the mask stays symmetric) and the cap is never exceeded.
     """
     if np.count_nonzero(mask) <= max_pixels:
         return mask
@@ -494,8 +500,9 @@ def _extend_line(mask: np.ndarray, rho: np.ndarray, floor: float, max_pixels: in
     """Step 8 with section 1.3b: lengthen a line by one pixel at each end.
 
     The residual under-estimates how far a strong correlation reaches, so lines of 5 px or more grow
-    unconditionally; a 3-px line grows only where ``|rho| > floor / 2``. The cap still holds: an extension that
-    would exceed ``max_pixels`` is skipped as a whole (both ends), which keeps the mask symmetric.
+    unconditionally; a 3-px line grows only where ``|rho| > floor / 2``. The cap still holds: an
+    extension that would exceed ``max_pixels`` is skipped as a whole (both ends), which keeps the mask
+    symmetric.
     """
     axis = _line_axis(mask)
     if axis is None:
@@ -518,7 +525,7 @@ def _extend_line(mask: np.ndarray, rho: np.ndarray, floor: float, max_pixels: in
     return grown
 
 
-# -- helpers --------------------------------------------------------------------------------------------------------
+# -- helpers -------------------------------------------------------------------------------------------------
 def _as_planes(array: np.ndarray) -> np.ndarray:
     """A single ``(K, K)`` plane becomes ``(1, K, K)``."""
     return array[np.newaxis] if array.ndim == 2 else array
