@@ -128,6 +128,19 @@ def test_stop_during_stage1_keeps_a_usable_model(noisy_2d, tiny_autostruct):
     assert pipeline.extract_mask().mask[0, 5, 5]  # the mask can still be extracted and reviewed
 
 
+def test_stop_before_stage2_trains_keeps_stage1(tmp_path, noisy_2d, tiny_autostruct):
+    pipeline = AutoStructPipeline(tiny_autostruct(), noisy_2d, run_dir=tmp_path)
+    pipeline.run_stage1()
+    pipeline.extract_mask()
+    pipeline.approve()
+    pipeline.stop.set()  # the user pressed Stop just as stage 2 began
+    pipeline.run_stage2()
+    assert pipeline.state == AutoStructState.STOPPED and pipeline.stage2 is None
+    assert pipeline.final is pipeline.stage1
+    loaded = load_model(tmp_path)
+    assert loaded.record["final_stage"] == "stage1" and not (tmp_path / "stage2.pth").exists()
+
+
 def test_given_mask_trains_stage2_only_with_symmetric_flips(tmp_path, noisy_2d, tiny_autostruct):
     mask = np.zeros((1, 5, 5), bool)
     mask[0, 2, :] = True

@@ -241,7 +241,13 @@ class AutoStructPipeline:
         except Exception as err:
             self._set_state(AutoStructState.FAILED, f"stage 2 failed: {err}")
             raise
-        if self.stage2.stop_reason == "stopped":
+        if self.stage2.stop_reason == "stopped" and self.stage2.steps == 0 and self.stage1 is not None:
+            # Stopped before stage 2 learnt anything: its weights are random, stage 1 stays the result.
+            self.stage2 = None
+            if self.run_dir is not None:
+                (self.run_dir / STAGE2_WEIGHTS).unlink(missing_ok=True)
+            self._set_state(AutoStructState.STOPPED, "stopped before stage 2 trained; the stage-1 model is kept")
+        elif self.stage2.stop_reason == "stopped":
             self._set_state(AutoStructState.STOPPED, "stopped during stage 2; the best stage-2 model is kept")
         else:
             self._set_state(AutoStructState.DONE, "autoStructN2V complete")
