@@ -27,6 +27,8 @@ from .unet import UNet, build_model
 
 #: Cosine schedules decay to this fraction of the initial learning rate.
 COSINE_FLOOR = 0.02
+#: Validation forward passes per epoch, in patches: a bound on the cost of a reliable validation loss.
+VALIDATION_PATCH_BUDGET = 128
 #: Best weights reach disk at most this often (seconds) while training, and always at the end.
 CHECKPOINT_INTERVAL = 10.0
 
@@ -307,7 +309,14 @@ class Trainer:
 
     # -- helpers -----------------------------------------------------------------------------
     def _validation_batches(self, sampler: PatchSampler, generator: torch.Generator) -> list:
+        """Fixed validation batches. A blind-spot loss sees only the masked pixels, so few held-out
+        blocks (a single image) give a noisy estimate, too noisy to tell a better model from a worse
+        one: such blocks are repeated with independent masks, up to about one mask per pixel."""
         patches = sampler.validation_patches(np.random.default_rng(0))
+        if self.config.is_blind_spot:
+            per_pixel = int(np.ceil(100.0 / self.config.masking.mask_percent))
+            repeats = int(np.clip(VALIDATION_PATCH_BUDGET // len(patches), 1, per_pixel))
+            patches = np.concatenate([patches] * repeats)
         size = max(self.config.training.batch_size, 16)
         return [self.method.make_batch(patches[i : i + size], generator) for i in range(0, len(patches), size)]
 
