@@ -74,9 +74,36 @@ def window_shot(viewer, name: str) -> Path:
     return path
 
 
+def compare_shots(viewer, studio, denoised: str | None) -> None:
+    """The CARE choice in Method and Data, and the Compare dock on the confocal sample."""
+    studio.show_tab("method")
+    studio.method.method_buttons["care"].setChecked(True)
+    studio.method.select_layer("confocal noisy")
+    studio.method.select_target("confocal reference (avg 50)")
+    grab(studio.method, "method_dock_care.png")
+    studio.method.method_buttons["n2v"].setChecked(True)
+
+    studio.show_tab("compare")
+    compare = studio.compare
+    compare.set_noisy("confocal noisy")
+    compare.set_results([denoised] if denoised else [])
+    compare.set_reference("confocal reference (avg 50)")
+    compare.set_filter("gaussian", size=1.5)
+    compare.set_filter("median", size=3)
+    compare.set_filter("nlm", size=6)
+    compare.compute()
+    wait_until(lambda: compare.job is None)
+    grab(compare, "compare_dock.png")
+    window_shot(viewer, "compare_side_by_side.png")
+    compare.side_by_side.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-autostruct", action="store_true", help="only the Noise2Void screenshots")
+    parser.add_argument(
+        "--only-new", action="store_true", help="only the CARE method dock and the Compare dock (no N2V training)"
+    )
     args = parser.parse_args()
     IMAGES.mkdir(parents=True, exist_ok=True)
     settings.set_default_workspace(Path(tempfile.mkdtemp(prefix="denoise-studio-shots-")))
@@ -85,6 +112,11 @@ def main() -> int:
     viewer.window._qt_window.resize(1600, 1000)
     studio = open_studio(viewer, "confocal")
     settle(1.0)
+
+    if args.only_new:
+        compare_shots(viewer, studio, None)
+        viewer.close()
+        return 0
 
     # 1. Method and data, then the Configure dock after choosing the Fast preset.
     studio.method.method_buttons["n2v"].setChecked(True)
@@ -109,6 +141,8 @@ def main() -> int:
     window_shot(viewer, "side_by_side.png")
     grab(studio.results, "results_dock.png")
     studio.results.close_side_by_side()
+    denoised = studio.session.comparison[1][0] if studio.session.comparison else None
+    compare_shots(viewer, studio, denoised)
 
     if not args.skip_autostruct:
         # 4. autoStructN2V on the STEM sample with scan-line noise, up to the mask review.

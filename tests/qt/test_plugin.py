@@ -8,7 +8,8 @@ from qt_helpers import PLUGIN
 
 from denoise_studio._qt.launch import open_studio
 
-WIDGETS = ("Denoise Studio", "Method and Data", "Configure", "Training", "Mask Review", "Results and Inference")
+WIDGETS = ("Denoise Studio", "Method and Data", "Configure", "Training", "Mask Review", "Results and Inference",
+           "Compare")
 
 
 def test_manifest_is_valid_and_lists_the_docks():

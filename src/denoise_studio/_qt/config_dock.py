@@ -20,7 +20,13 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..engine.config import AutoStructConfig, DenoiseConfig, MaskExtractorConfig, field_names
+from ..engine.config import (
+    SUPERVISED_METHODS,
+    AutoStructConfig,
+    DenoiseConfig,
+    MaskExtractorConfig,
+    field_names,
+)
 from .binding import ConfigBinding
 from .fields import FieldEditor
 from .qt_utils import discard_widget
@@ -179,6 +185,8 @@ class ConfigDock(QWidget):
             grid.setColumnStretch(2, 1)
         for name in names:
             model, section = section_model(name)
+            if section == "masking" and self.session.method in SUPERVISED_METHODS:
+                continue  # paired methods and the autoencoder train without blind spots
             row = grid.rowCount()
             label = None
             for column, stage in enumerate(stages, start=1):

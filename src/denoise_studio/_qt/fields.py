@@ -63,12 +63,20 @@ LABELS = {
     "dilate": "Dilate lines",
     "auto_approve": "Auto-approve mask",
     "stage2_init": "Stage 2 starts from",
+    "loss": "Loss",
+    "target_from": "Target from a filter",
+    "register_target": "Register target",
+    "max_shift": "Max shift",
+    "psf_sigma": "PSF sigma",
+    "positivity": "Positivity weight",
 }
 
 #: Fields shown in scientific notation (their useful values span decades).
 SCIENTIFIC = {"learning_rate"}
 #: Suffixes shown in spin boxes.
-SUFFIXES = {"max_time": " s", "mask_percent": " %", "val_fraction": ""}
+SUFFIXES = {"max_time": " s", "mask_percent": " %", "val_fraction": "", "max_shift": " px", "psf_sigma": " px"}
+#: What the bottom of an optional number's range (standing for None) reads as.
+NONE_TEXT = {"seed": "random", "psf_sigma": "off"}
 #: Largest value offered for unbounded numbers.
 UNBOUNDED_INT = 1_000_000
 UNBOUNDED_FLOAT = 7 * 24 * 3600.0
@@ -214,7 +222,7 @@ class FieldEditor(QWidget):
             if self.optional:
                 # One step below the range stands for None ("random" seed).
                 minimum -= 1
-                box.setSpecialValueText("random" if self.name == "seed" else "none")
+                box.setSpecialValueText(NONE_TEXT.get(self.name, "none"))
             box.setRange(minimum, maximum)
             box.setKeyboardTracking(False)  # validate the number typed, not each keystroke ("6" on the way to "64")
             box.valueChanged.connect(self.changed)
@@ -232,7 +240,7 @@ class FieldEditor(QWidget):
                 maximum = maximum - 10 ** -box.decimals()
             if self.optional:
                 # The bottom of the range (0) stands for None: "no limit".
-                box.setSpecialValueText("no limit")
+                box.setSpecialValueText(NONE_TEXT.get(self.name, "no limit"))
             box.setRange(minimum, maximum)
             box.setSuffix(SUFFIXES.get(self.name, ""))
             box.setKeyboardTracking(False)
@@ -283,6 +291,79 @@ class FieldEditor(QWidget):
     @property
     def has_error(self) -> bool:
         return bool(self.input.property("invalid"))
+
+
+class FilterSpecEditor(FieldEditor):
+    """A filter spec field such as ``supervised.target_from`` ("gaussian:1.5", "median:5", "nlm" or None).
+
+    The field is a string in the config, so the editor offers what the engine's validator accepts:
+    a switch (off means None), the filter, and its size.
+    """
+
+    #: (filter, label of its size, default, step); nlm has no size in a target spec.
+    FILTERS = (("gaussian", "sigma", 1.5, 0.25), ("median", "size", 5.0, 2.0), ("nlm", "", 0.0, 0.0))
+
+    def _make_input(self, annotation: Any) -> QWidget:
+        from qtpy.QtWidgets import QHBoxLayout
+
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.switch = QCheckBox("use")
+        self.filter_box = QComboBox()
+        self.filter_box.addItems([name for name, *_ in self.FILTERS])
+        self.size_box = QDoubleSpinBox()
+        self.size_box.setDecimals(2)
+        self.size_box.setRange(0.25, 25.0)  # the validator's (0, 25]
+        self.size_box.setKeyboardTracking(False)
+        for widget in (self.switch, self.filter_box, self.size_box):
+            row.addWidget(widget)
+        row.addStretch(1)
+        self.switch.toggled.connect(self._update_enabled)
+        self.filter_box.currentIndexChanged.connect(self._on_filter)
+        for signal in (self.switch.toggled, self.filter_box.currentIndexChanged, self.size_box.valueChanged):
+            signal.connect(self.changed)
+        self._on_filter()
+        return box
+
+    def _on_filter(self, _index: int = 0) -> None:
+        _name, size_label, default, step = self.FILTERS[self.filter_box.currentIndex()]
+        self.size_box.blockSignals(True)
+        self.size_box.setSingleStep(step or 1.0)
+        self.size_box.setPrefix(f"{size_label} " if size_label else "")
+        if size_label:
+            self.size_box.setValue(default)
+        self.size_box.blockSignals(False)
+        self._update_enabled()
+
+    def _update_enabled(self, _checked: bool = False) -> None:
+        on = self.switch.isChecked()
+        self.filter_box.setEnabled(on)
+        self.size_box.setEnabled(on and bool(self.FILTERS[self.filter_box.currentIndex()][1]))
+
+    def value(self) -> str | None:
+        if not self.switch.isChecked():
+            return None
+        name = self.filter_box.currentText()
+        return name if name == "nlm" else f"{name}:{self.size_box.value():g}"
+
+    def set_value(self, value: Any) -> None:
+        widgets = (self.switch, self.filter_box, self.size_box)
+        for widget in widgets:
+            widget.blockSignals(True)
+        try:
+            self.switch.setChecked(value is not None)
+            if value:
+                name, _, size = str(value).partition(":")
+                names = [n for n, *_ in self.FILTERS]
+                self.filter_box.setCurrentIndex(names.index(name) if name in names else 0)
+                self._on_filter()
+                if size:
+                    self.size_box.setValue(float(size))
+        finally:
+            for widget in widgets:
+                widget.blockSignals(False)
+        self._update_enabled()
 
 
 def _step_for(low: float, high: float) -> float:

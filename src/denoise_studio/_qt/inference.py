@@ -21,11 +21,14 @@ from .session import Session, unique_layer_name
 from .trained_model import METHOD_NAMES, TrainedModel
 
 STAGE_LABELS = {"stage1": "stage 1", "stage2": "stage 2"}
+#: File tag of each output ("final" is the denoised image of the final model).
+OUTPUT_TAGS = {"final": "denoised", "deconvolved": "deconvolved", "stage1": "stage1_denoised"}
 
 
 @dataclass
 class Prediction:
-    """Denoised arrays keyed by what made them ("final", or "stage1" for a comparison), and their files."""
+    """Arrays keyed by what made them ("final"; "deconvolved" for DecoNoising; "stage1" for a comparison),
+    and their files."""
 
     source: str
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
@@ -58,13 +61,24 @@ def all_networks(model: TrainedModel) -> list[torch.nn.Module]:
 
 
 def predictor_for(model: TrainedModel, which: str = "final") -> Predictor:
-    network = model.model if which == "final" else model.stage_models[which]
-    return Predictor(network, model.normalization, model.mode, device=model.device)
+    if which == "stage1":
+        return Predictor(model.stage_models["stage1"], model.normalization, model.mode, device=model.device)
+    return Predictor(
+        model.model,
+        model.normalization,
+        model.mode,
+        device=model.device,
+        # Paired models answer in the target's intensity scale (a clean image is brighter than a noisy one).
+        output_normalization=model.output_normalization,
+        output="deconvolved" if which == "deconvolved" else "denoised",
+    )
 
 
 def wanted_outputs(model: TrainedModel, with_stage1: bool) -> list[str]:
-    """"final", plus "stage1" when asked for and it differs from the final model."""
+    """"final"; "deconvolved" for DecoNoising; "stage1" when asked for and it differs from the final model."""
     outputs = ["final"]
+    if model.deconvolving:
+        outputs.append("deconvolved")
     if with_stage1 and "stage1" in model.stage_models and model.stage_models["stage1"] is not model.model:
         outputs.append("stage1")
     return outputs
@@ -84,7 +98,7 @@ def predict_image(
     try:
         for which in wanted_outputs(model, with_stage1):
             denoised = predictor_for(model, which).predict(image, callback=callback, stop=stop)
-            tag = "denoised" if which == "final" else f"{which}_denoised"
+            tag = OUTPUT_TAGS[which]
             result.arrays[which] = denoised
             result.files[which] = write_tiff(free_path(out_dir, f"{safe_stem(source)}_{tag}"), denoised)
     finally:
@@ -105,7 +119,7 @@ def predict_file(
     result = Prediction(path.stem)
     try:
         for which in wanted_outputs(model, with_stage1):
-            tag = "denoised" if which == "final" else f"{which}_denoised"
+            tag = OUTPUT_TAGS[which]
             target = free_path(out_dir, f"{safe_stem(path.stem)}_{tag}")
             result.files[which] = predictor_for(model, which).predict_file(path, target, callback=callback, stop=stop)
             if load_result:
@@ -116,19 +130,23 @@ def predict_file(
 
 
 def result_layer_name(model: TrainedModel, source: str, which: str) -> str:
+    method = METHOD_NAMES.get(model.method, model.method)
     if which == "final":
-        return f"{source} denoised ({METHOD_NAMES.get(model.method, model.method)})"
+        return f"{source} denoised ({method})"
+    if which == "deconvolved":
+        return f"{source} deconvolved ({method})"
     return f"{source} denoised ({STAGE_LABELS.get(which, which)})"
 
 
 def add_result_layers(session: Session, model: TrainedModel, prediction: Prediction) -> list[str]:
-    """Add each denoised array as a new layer (GUI thread); returns the layer names, final first."""
+    """Add each result array as a new layer (GUI thread); returns the layer names, final first."""
     viewer = session.viewer
     source_layer = viewer.layers[prediction.source] if prediction.source in viewer.layers else None  # noqa: SIM401
     names = []
     for which in sorted(prediction.arrays, key=lambda w: w != "final"):
         style = {}
-        if source_layer is not None:
+        # A paired model answers in the target's scale, so the input's display range would not fit it.
+        if source_layer is not None and model.target_normalization is None:
             # Same colormap and display range as the input, so the two compare at a glance.
             style = {"colormap": source_layer.colormap.name, "contrast_limits": source_layer.contrast_limits}
         name = unique_layer_name(viewer, result_layer_name(model, prediction.source, which))

@@ -1,4 +1,4 @@
-"""Denoise Studio: the five docks as numbered tabs of one napari dock, in workflow order.
+"""Denoise Studio: the six docks as numbered tabs of one napari dock, in workflow order.
 
 The same docks are also registered one by one (see napari.yaml); all of them share the viewer's session.
 """
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
+from .compare_dock import CompareDock
 from .config_dock import ConfigDock
 from .mask_review_dock import MaskReviewDock
 from .method_dock import MethodDock
@@ -25,6 +26,7 @@ TABS = (
     ("training", "3 Train", TrainingDock),
     ("review", "4 Review", MaskReviewDock),
     ("results", "5 Results", ResultsDock),
+    ("compare", "6 Compare", CompareDock),
 )
 
 
@@ -71,6 +73,10 @@ class DenoiseStudioWidget(QWidget):
     @property
     def results(self) -> ResultsDock:
         return self.docks["results"]
+
+    @property
+    def compare(self) -> CompareDock:
+        return self.docks["compare"]
 
     def show_tab(self, key: str) -> None:
         if key in self._tab_index:

@@ -1,4 +1,9 @@
-"""Method and Data dock: which method, 2D or 2.5D, and either the data to train on or a model to import."""
+"""Method and Data dock: which method, 2D or 2.5D, and either the data to train on or a model to import.
+
+Paired methods (Noise2Noise, CARE) also ask for their target; Noise2Void / N2V2 offer DecoNoising. Those
+settings are config fields (supervised.*, deconv.*), edited through the same field editors as the
+Configure dock, so the config stays their only home.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from qtpy.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QFileDialog,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -20,10 +26,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..engine.config import MIN_SLICES_2P5D
+from ..engine.config import MIN_SLICES_2P5D, DeconvConfig, SupervisedConfig
 from ..engine.io import InputError, load_image
 from ..engine.model_files import ModelFileError
-from .session import Session, session_for, unique_layer_name
+from .binding import ConfigBinding
+from .fields import FieldEditor, FilterSpecEditor
+from .session import TARGET_METHODS, Session, session_for, unique_layer_name
 
 if TYPE_CHECKING:
     import napari
@@ -31,6 +39,21 @@ if TYPE_CHECKING:
 METHOD_CHOICES = (
     ("n2v", "Noise2Void", "Noise independent from pixel to pixel (shot and read noise): the default choice."),
     ("n2v2", "N2V2", "Like Noise2Void, without its checkerboard artefacts; try it when N2V looks blocky."),
+    (
+        "n2n",
+        "Noise2Noise",
+        "Two noisy acquisitions of the same field (noise independent between them): learns one from the other.",
+    ),
+    (
+        "care",
+        "CARE",
+        "A clean (high-SNR) image of the same field, or a filter-made target: supervised noisy → clean.",
+    ),
+    (
+        "autoencoder",
+        "Autoencoder",
+        "No second image and no blind spot: a bottleneck network as a quick baseline; smooths fine detail.",
+    ),
     (
         "autostructn2v",
         "autoStructN2V",
@@ -44,6 +67,8 @@ MODE_CHOICES = (
 )
 OK_STYLE = "color: #30a46c;"
 ERROR_STYLE = "color: #e5484d;"
+PAIRED_METHODS = ("n2n", "care", "autoencoder")
+DECONV_METHODS = ("n2v", "n2v2")
 
 
 class MethodDock(QWidget):
@@ -105,10 +130,24 @@ class MethodDock(QWidget):
         self.pages.addWidget(self._import_page())
         workflow_layout.addWidget(self.pages)
 
+        # -- method-specific fields (targets, DecoNoising), bound to the session's config --
+        self.binding = ConfigBinding(self.session, self)
+        self.editors: dict[str, FieldEditor] = {}
+        self.field_error = QLabel()
+        self.field_error.setWordWrap(True)
+        self.field_error.setStyleSheet(ERROR_STYLE)
+        self.field_error.hide()
+        self.binding.error_changed.connect(self._show_field_error)
+        self.target_box = self._target_box()
+        self.deconv_box = self._deconv_box()
+
         layout = QVBoxLayout(self)
         layout.addWidget(method_box)
         layout.addWidget(mode_box)
         layout.addWidget(workflow_box)
+        layout.addWidget(self.target_box)
+        layout.addWidget(self.deconv_box)
+        layout.addWidget(self.field_error)
         layout.addStretch(1)
 
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
@@ -119,6 +158,7 @@ class MethodDock(QWidget):
         self.session.mode_changed.connect(self._show_session)
         self.session.workflow_changed.connect(self._show_session)
         self.session.data_changed.connect(self._show_data_status)
+        self.session.config_changed.connect(lambda _source: self._show_method_fields())
         self.session.busy_changed.connect(self._on_busy)
         self._refresh_layers()
         self._show_session()
@@ -143,6 +183,63 @@ class MethodDock(QWidget):
         layout.addWidget(self.data_status)
         layout.addStretch(1)
         return page
+
+    def _target_box(self) -> QGroupBox:
+        box = QGroupBox("Paired training")
+        layout = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.target_label = QLabel("Target layer")
+        row.addWidget(self.target_label)
+        self.target_combo = QComboBox()
+        self.target_combo.setToolTip(
+            "The paired image of the same field, same shape as the input: a second noisy acquisition "
+            "(Noise2Noise) or a clean one (CARE)."
+        )
+        self.target_combo.currentTextChanged.connect(self._on_target_chosen)
+        row.addWidget(self.target_combo, 1)
+        layout.addLayout(row)
+        self.target_status = QLabel()
+        self.target_status.setWordWrap(True)
+        layout.addWidget(self.target_status)
+        grid = QGridLayout()
+        grid.setColumnStretch(1, 1)
+        self._add_editor(grid, FilterSpecEditor(SupervisedConfig, "target_from", ("supervised", "target_from")))
+        for name in ("register_target", "max_shift", "loss"):
+            self._add_editor(grid, FieldEditor(SupervisedConfig, name, ("supervised", name)))
+        layout.addLayout(grid)
+        return box
+
+    def _deconv_box(self) -> QGroupBox:
+        box = QGroupBox("DecoNoising (optional)")
+        layout = QVBoxLayout(box)
+        hint = QLabel(
+            "Denoise and deconvolve at once: the network predicts a sharp image that, blurred by a Gaussian "
+            "PSF of this sigma, explains the data. Gives a denoised and a deconvolved layer. Off: plain denoising."
+        )
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: gray;")
+        layout.addWidget(hint)
+        grid = QGridLayout()
+        grid.setColumnStretch(1, 1)
+        for name in ("psf_sigma", "positivity"):
+            self._add_editor(grid, FieldEditor(DeconvConfig, name, ("deconv", name)))
+        layout.addLayout(grid)
+        return box
+
+    def _add_editor(self, grid: QGridLayout, editor: FieldEditor) -> None:
+        self.binding.bind(editor)
+        self.editors[editor.dotted] = editor
+        label = QLabel(editor.label)
+        label.setToolTip(editor.input.toolTip())
+        # The label hides with its field (target_from is offered for CARE only).
+        editor.row_label = label
+        row = grid.rowCount()
+        grid.addWidget(label, row, 0)
+        grid.addWidget(editor, row, 1)
+
+    def editor(self, dotted: str) -> FieldEditor:
+        """The editor of a method field, e.g. "supervised.register_target" or "deconv.psf_sigma"."""
+        return self.editors[dotted]
 
     def _import_page(self) -> QWidget:
         page = QWidget()
@@ -180,6 +277,10 @@ class MethodDock(QWidget):
         return [layer.name for layer in self.session.image_layers()]
 
     def _refresh_layers(self, _event=None) -> None:
+        self._refresh_source_layers()
+        self._refresh_target_layers()
+
+    def _refresh_source_layers(self) -> None:
         names = self._layer_names()
         current = self.session.source_layer
         self.layer_combo.blockSignals(True)
@@ -192,6 +293,30 @@ class MethodDock(QWidget):
             self.session.set_source_layer(names[0] if names else None)
             if names:
                 self.layer_combo.setCurrentIndex(0)
+
+    def _refresh_target_layers(self) -> None:
+        names = self._layer_names()
+        current = self.session.target_layer
+        if current not in names:
+            # The first layer other than the input is the likeliest partner.
+            others = [name for name in names if name != self.session.source_layer]
+            current = others[0] if others else None
+        self.target_combo.blockSignals(True)
+        self.target_combo.clear()
+        self.target_combo.addItems(names)
+        if current:
+            self.target_combo.setCurrentText(current)
+        self.target_combo.blockSignals(False)
+        if current != self.session.target_layer:
+            self.session.set_target_layer(current)
+
+    def select_target(self, name: str) -> None:
+        self.target_combo.setCurrentText(name)
+        self.session.set_target_layer(name)
+
+    def _on_target_chosen(self, name: str) -> None:
+        if name and name != self.session.target_layer:
+            self.session.set_target_layer(name)
 
     def select_layer(self, name: str) -> None:
         self.layer_combo.setCurrentText(name)
@@ -224,6 +349,9 @@ class MethodDock(QWidget):
     def _show_data_status(self) -> None:
         ready, message = self.session.data_status()
         self._set_status(self.data_status, ready, message)
+        target = self.session.target_status()
+        if target is not None:
+            self._set_status(self.target_status, *target)
 
     # -- import ------------------------------------------------------------------------------------------
     def _choose_folder(self) -> None:
@@ -281,7 +409,32 @@ class MethodDock(QWidget):
             button.setChecked(checked)
             button.blockSignals(False)
         self.pages.setCurrentIndex(1 if importing else 0)
+        self._show_method_fields()
+
+    def _show_method_fields(self) -> None:
+        """Show the fields the chosen method uses; the rest are hidden (and keep their defaults)."""
+        method = self.session.method
+        training = self.session.workflow != "import"
+        paired = method in TARGET_METHODS
+        self.target_box.setVisible(training and method in PAIRED_METHODS)
+        self.deconv_box.setVisible(training and method in DECONV_METHODS)
+        for dotted, shown in (
+            ("supervised.target_from", method == "care"),
+            ("supervised.register_target", paired),
+            ("supervised.max_shift", paired),
+        ):
+            self.editors[dotted].setVisible(shown)
+            self.editors[dotted].row_label.setVisible(shown)
+        uses_layer = self.session.needs_target_layer
+        for widget in (self.target_label, self.target_combo):
+            widget.setVisible(paired)
+            widget.setEnabled(uses_layer and not self.session.active)
+        self.target_status.setVisible(paired)
         self._show_data_status()
+
+    def _show_field_error(self, message: str) -> None:
+        self.field_error.setText(f"Not a valid configuration: {message}" if message else "")
+        self.field_error.setVisible(bool(message))
 
     def _on_busy(self, busy: bool) -> None:
         # Method, mode and data are part of the run that is going on; changing them mid-run would mislead.
@@ -289,6 +442,9 @@ class MethodDock(QWidget):
             button.setEnabled(not busy)
         self.layer_combo.setEnabled(not busy)
         self.open_tiff_button.setEnabled(not busy)
+        self.target_combo.setEnabled(not busy and self.session.needs_target_layer)
+        for editor in self.editors.values():
+            editor.input.setEnabled(not busy)
 
     @staticmethod
     def _set_status(label: QLabel, ok: bool, message: str) -> None:

@@ -19,8 +19,9 @@ from qtpy.QtCore import QObject, Signal
 from ..engine.config import AutoStructConfig, ConfigError, DenoiseConfig, make_autostruct_config, make_config
 from ..engine.data import check_stack_for_mode
 from ..engine.events import ProgressEvent
-from ..engine.io import InputError
+from ..engine.io import InputError, check_image
 from ..engine.model_files import load_model
+from ..engine.targets import prepare_targets
 from . import settings
 from .trained_model import MODE_NAMES, TrainedModel
 from .worker import EngineJob, Outcome
@@ -28,7 +29,9 @@ from .worker import EngineJob, Outcome
 if TYPE_CHECKING:
     import napari
 
-METHODS = ("n2v", "n2v2", "autostructn2v")
+METHODS = ("n2v", "n2v2", "n2n", "care", "autoencoder", "autostructn2v")
+#: Methods that learn from a second image of the same field (CARE may build it with a filter instead).
+TARGET_METHODS = ("n2n", "care")
 MODES = ("2d", "2.5d")
 PRESET_NAMES = {"fast": "Fast", "balanced": "Balanced", "quality": "High Quality"}
 
@@ -122,6 +125,8 @@ class Session(QObject):
         self.config_error: str | None = None
         self.workflow = "train"
         self.source_layer: str | None = None
+        #: The paired image of Noise2Noise / CARE (a second noisy, or a clean acquisition).
+        self.target_layer: str | None = None
         self.model: TrainedModel | None = None
         self.job: EngineJob | None = None
         self.job_kind = ""
@@ -177,6 +182,63 @@ class Session(QObject):
     def set_source_layer(self, name: str | None) -> None:
         self.source_layer = name
         self.data_changed.emit()
+
+    def set_target_layer(self, name: str | None) -> None:
+        self.target_layer = name
+        self.data_changed.emit()
+
+    @property
+    def needs_target_layer(self) -> bool:
+        """The method trains on pairs and the target is not made by a filter."""
+        config = self.config
+        return (
+            self.method in TARGET_METHODS
+            and isinstance(config, DenoiseConfig)
+            and config.supervised.target_from is None
+        )
+
+    def target_data(self) -> tuple[str, np.ndarray] | None:
+        """The target layer's pixels when the method needs one (raises InputError when it is missing)."""
+        if not self.needs_target_layer:
+            return None
+        if not self.target_layer:
+            raise InputError("choose a target layer: the paired image of the same field")
+        if self.target_layer == self.source_layer:
+            raise InputError("the target layer is the image layer itself; choose the paired image")
+        return self.target_layer, self.layer_data(self.target_layer)
+
+    def target_status(self) -> tuple[bool, str] | None:
+        """(ready, message) for the target, None when the method takes none. Only the cheap checks run
+        here (shape); the alignment is checked when training starts."""
+        if self.method not in TARGET_METHODS or not isinstance(self.config, DenoiseConfig):
+            return None
+        if not self.needs_target_layer:
+            return True, f"target made from the input with {self.config.supervised.target_from}"
+        try:
+            _source, image = self.training_data()
+            name, target = self.target_data()
+            shape = check_image(target, name=name).shape
+            if shape != check_image(image).shape:
+                raise InputError(f"target {name}: shape {target.shape} differs from the input {image.shape}")
+        except InputError as err:
+            return False, str(err)
+        return True, f"target {name}: same shape as the input; alignment is checked at Start"
+
+    def checked_targets(self, image: np.ndarray) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
+        """(raw target, targets already checked by the engine) for a training on ``image``.
+
+        A layer target is checked here, before anything starts, so a shifted pair is refused with the
+        engine's message. Registration and filter-made targets are heavier: the training job resolves them.
+        """
+        found = self.target_data()
+        if found is None:
+            return None, None
+        _name, target = found
+        config = self.config
+        if config.supervised.register_target:
+            return target, None
+        stack = check_stack_for_mode(image, config.mode, name=self.source_layer or "image")
+        return target, prepare_targets(config, [stack], [target])
 
     def image_layers(self) -> list:
         from napari.layers import Image

@@ -14,7 +14,14 @@ from ..engine.data import Normalization
 from ..engine.model_files import LoadedModel
 from ..engine.unet import UNet
 
-METHOD_NAMES = {"n2v": "Noise2Void", "n2v2": "N2V2", "autostructn2v": "autoStructN2V"}
+METHOD_NAMES = {
+    "n2v": "Noise2Void",
+    "n2v2": "N2V2",
+    "n2n": "Noise2Noise",
+    "care": "CARE",
+    "autoencoder": "Autoencoder",
+    "autostructn2v": "autoStructN2V",
+}
 MODE_NAMES = {"2d": "2D", "2.5d": "2.5D"}
 
 
@@ -36,6 +43,18 @@ class TrainedModel:
     #: autoStructN2V: "stage1" and, when it ran, "stage2".
     stage_models: dict[str, UNet] = field(default_factory=dict)
     mask: np.ndarray | None = None
+    #: Paired methods: the target's intensity mapping; predictions are returned in the target's scale.
+    target_normalization: Normalization | None = None
+
+    @property
+    def output_normalization(self) -> Normalization:
+        return self.target_normalization or self.normalization
+
+    @property
+    def deconvolving(self) -> bool:
+        """A DecoNoising model, which also gives a deconvolved image."""
+        deconv = getattr(self.config, "deconv", None)
+        return deconv is not None and deconv.psf_sigma is not None
 
     @property
     def title(self) -> str:
@@ -55,6 +74,10 @@ class TrainedModel:
         ]
         if self.stop_reason:
             rows.append(("Ended", self.stop_reason.replace("_", " ")))
+        if self.deconvolving:
+            rows.append(("DecoNoising", f"PSF sigma {self.config.deconv.psf_sigma:g} px"))
+        if self.target_normalization is not None:
+            rows.append(("Output scale", "the target's intensities"))
         if self.stage_models:
             rows.append(("Stages", " + ".join(sorted(self.stage_models))))
         if self.mask is not None:
@@ -83,6 +106,7 @@ class TrainedModel:
             imported=True,
             stage_models=dict(loaded.stage_models),
             mask=loaded.mask,
+            target_normalization=loaded.target_normalization,
         )
 
 

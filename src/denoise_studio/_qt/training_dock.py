@@ -277,13 +277,15 @@ class TrainingDock(QWidget):
         if not reason:
             try:
                 source, image = session.training_data()
+                # A missing, mis-shaped or shifted target refuses the start with the engine's message.
+                target, checked = session.checked_targets(image)
             except InputError as err:
                 reason = str(err)
         if reason:
             self._refuse(reason)
             return False
         self.notice.hide()
-        run = TrainingRun(session, source, image)
+        run = TrainingRun(session, source, image, target, checked)
         reason = run.start()  # every Training dock of this viewer attaches to it (see _attach)
         if reason:
             self._refuse(reason)

@@ -1,6 +1,8 @@
 """One training run, from Start to its end, driven from the GUI thread.
 
-Noise2Void / N2V2: one job trains, keeps the best weights on disk, and denoises the training image.
+Noise2Void / N2V2 / Noise2Noise / CARE / autoencoder: one job resolves the targets (paired methods),
+trains, keeps the best weights on disk (with the target's normalisation), and denoises the training
+image (DecoNoising also gives the deconvolved image).
 
 autoStructN2V: job 1 trains stage 1 and extracts the mask; the run then waits at the review gate on
 the GUI thread (the Mask Review dock calls :meth:`regenerate`, :meth:`approve` or :meth:`skip_stage2`);
@@ -23,6 +25,7 @@ from ..engine.mask_extraction import MaskExtractionResult
 from ..engine.methods.autostruct import AutoStructPipeline, AutoStructState
 from ..engine.model_files import save_model
 from ..engine.prediction import PredictionStopped
+from ..engine.targets import prepare_targets
 from ..engine.training import TrainingResult, train
 from .inference import Prediction, add_result_layers, predict_image, release_device_memory
 from .session import Session
@@ -69,7 +72,16 @@ class TrainingRun(QObject):
     #: The extraction to review (first time and after each regeneration).
     review_requested = Signal(object)
 
-    def __init__(self, session: Session, source: str, image: np.ndarray):
+    def __init__(
+        self,
+        session: Session,
+        source: str,
+        image: np.ndarray,
+        target: np.ndarray | None = None,
+        checked_targets: list[np.ndarray] | None = None,
+    ):
+        """``target`` is the raw paired image (Noise2Noise, CARE); ``checked_targets`` the same already
+        checked by the engine's prepare_targets (then the job does not check it again)."""
         super().__init__()
         self.session = session
         self.config = session.config  # the run keeps the config it started with (configs are immutable)
@@ -77,6 +89,8 @@ class TrainingRun(QObject):
         self.mode = self.config.mode
         self.source = source
         self.image = image
+        self.target = target
+        self.checked_targets = checked_targets
         self.training_id = session.new_training_id()
         self.run_dir = session.models_dir(self.training_id)
         self.results_dir = session.results_dir(self.training_id)
@@ -125,8 +139,8 @@ class TrainingRun(QObject):
             job = EngineJob("autoStructN2V stage 1", self._stage1_call, stop=self.stop)
             on_done = self._on_stage1_done
         else:
-            job = EngineJob("training", self._n2v_call, stop=self.stop)
-            on_done = self._on_n2v_done
+            job = EngineJob("training", self._train_call, stop=self.stop)
+            on_done = self._on_trained
         self.session.training_run = self
         self.session.run_started.emit(self)
         self._set_state(TRAINING, "training started")
@@ -143,31 +157,42 @@ class TrainingRun(QObject):
         if self.state == REVIEW and not self.session.busy:
             self._finish_at_review(stopped=True)
 
-    # -- Noise2Void / N2V2 -------------------------------------------------------------------------------
-    def _n2v_call(self, callback, stop) -> N2VOutput:
+    # -- one network: Noise2Void, N2V2, Noise2Noise, CARE, autoencoder -------------------------------------
+    def _train_call(self, callback, stop) -> N2VOutput:
         config: DenoiseConfig = self.config
         stack = check_stack_for_mode(self.image, config.mode, name=self.source)
+        targets = self.checked_targets
+        if targets is None:
+            # Filter-made (CARE) and registered targets are resolved once, here, as the CLI does.
+            targets = prepare_targets(config, [stack], None if self.target is None else [self.target])
         normalization = Normalization.fit([stack], config.data)
+        target_normalization = Normalization.fit(targets, config.data) if targets is not None else None
         run_dir = self.run_dir
 
         def checkpoint(state: dict, summary: dict) -> None:
-            save_model(run_dir, config, normalization, state, summary)
+            save_model(run_dir, config, normalization, state, summary, target_normalization=target_normalization)
 
+        # The trainer gets the resolved targets as given, so the filter spec must not build them again.
+        resolved = config.model_copy(update={"supervised": config.supervised.model_copy(update={"target_from": None})})
         result = train(
-            config, stack, callback=callback, stop=stop, checkpoint=checkpoint, normalization=normalization
-        )
+            resolved, [stack], callback=callback, stop=stop, checkpoint=checkpoint, normalization=normalization,
+            targets=targets, target_normalization=target_normalization,
+        )  # fmt: skip
         output = N2VOutput(result)
         if result.stop_reason == "stopped" or result.best_epoch == 0:
             release_device_memory(result.model)
             return output
-        model = self._model_record(config, normalization, result.model, result.best_val_loss, result.stop_reason)
+        model = self._model_record(
+            config, normalization, result.model, result.best_val_loss, result.stop_reason,
+            target_normalization=result.target_normalization,
+        )  # fmt: skip
         try:
             output.prediction = predict_image(model, self.image, self.source, self.results_dir, callback, stop)
         except PredictionStopped:
             output.note = "denoising of the training image stopped; use Process Data to run it again"
         return output
 
-    def _on_n2v_done(self, outcome: Outcome) -> None:
+    def _on_trained(self, outcome: Outcome) -> None:
         if not outcome.ok:
             self._fail(outcome.message)
             return
@@ -176,9 +201,11 @@ class TrainingRun(QObject):
         if result.best_epoch == 0:
             self._end(STOPPED, "stopped before the first epoch was validated; no model was kept", "training")
             return
+        # The run's own config (with a CARE filter spec, if any), as saved in config.json.
         self.model = self._model_record(
-            result.config, result.normalization, result.model, result.best_val_loss, result.stop_reason
-        )
+            self.config, result.normalization, result.model, result.best_val_loss, result.stop_reason,
+            target_normalization=result.target_normalization,
+        )  # fmt: skip
         self._publish(output.prediction)
         state = STOPPED if result.stop_reason == "stopped" else COMPLETE
         message = f"{STOP_REASONS.get(result.stop_reason, result.stop_reason)}; best validation loss " \
@@ -389,7 +416,7 @@ class TrainingRun(QObject):
             self._phase(phase, state, message)
         # Drop the pipeline and the image: the model lives on in self.model, the rest can be freed.
         self.pipeline = None
-        self.image = None
+        self.image = self.target = self.checked_targets = None
         if self.session.training_run is self:
             self.session.training_run = None
         self._set_state(state, message)

@@ -1,0 +1,346 @@
+"""Compare dock: a noisy layer, result layers and classical filters, in numbers and side by side.
+
+The numbers are the engine's :func:`~denoise_studio.engine.compare.compare_results`: PSNR, SSIM and SNR
+against a reference when there is one; without one only noise estimates, because nothing else can be
+measured honestly. Filters run on the noisy layer in the worker (nlm on a stack takes a while); their
+outputs become new layers, and no existing layer is ever replaced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from napari.utils.notifications import show_info
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..engine.compare import compare_results
+from ..engine.filters import apply_filter
+from ..engine.io import InputError
+from .session import Session, session_for, unique_layer_name
+from .side_by_side import SideBySide
+from .worker import EngineJob, Outcome, guarded
+
+if TYPE_CHECKING:
+    import napari
+
+NO_REFERENCE = "(no reference)"
+#: (filter, label, size label, minimum, maximum, default, decimals); the engine's apply_filter sizes.
+FILTER_CHOICES = (
+    ("gaussian", "Gaussian", "sigma", 0.3, 10.0, 1.5, 2),
+    ("median", "Median", "size", 3, 15, 3, 0),
+    ("box", "Box (mean)", "size", 3, 15, 3, 0),
+    ("box3d", "Box 3D (across slices)", "size", 3, 9, 3, 0),
+    ("nlm", "Non-local means", "patch distance", 1, 15, 6, 0),
+)
+REFERENCE_COLUMNS = (("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"), ("snr", "SNR (dB)", "{:.2f}"))
+NOISE_COLUMNS = (("noise_left", "Noise left (σ)", "{:.4g}"), ("residual_std", "Removed (residual std)", "{:.4g}"))
+NO_REFERENCE_NOTE = (
+    "Without a reference only noise estimates are shown: the noise left in each image and the spread of "
+    "what it removed (noisy − result). A removal far above the input's noise means structure went too."
+)
+REFERENCE_NOTE = "PSNR, SSIM and SNR are measured against the reference; higher is better."
+
+
+@dataclass
+class FilterSpec:
+    name: str
+    size: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.size:g}"
+
+
+@dataclass
+class Comparison:
+    """What the worker hands back: the filter outputs (by label) and the table rows."""
+
+    filtered: dict[str, np.ndarray]
+    rows: list[dict]
+
+
+class CompareDock(QWidget):
+    def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
+        super().__init__()
+        self.session = session or session_for(napari_viewer)
+        self.viewer = self.session.viewer
+        self.side_by_side = SideBySide(self.viewer)
+        self.job: EngineJob | None = None
+        self._pending: tuple[str, list[str], str | None, list[FilterSpec]] | None = None
+        #: Layer names of the last comparison, in table order.
+        self.compared: list[str] = []
+
+        # -- layers --
+        layers_box = QGroupBox("Layers")
+        layers_layout = QVBoxLayout(layers_box)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Noisy"))
+        self.noisy_combo = QComboBox()
+        self.noisy_combo.setToolTip("The noisy input every result is compared with.")
+        self.noisy_combo.currentTextChanged.connect(lambda _t: self._refresh_results())
+        row.addWidget(self.noisy_combo, 1)
+        layers_layout.addLayout(row)
+        layers_layout.addWidget(QLabel("Results to compare"))
+        self.result_list = QListWidget()
+        self.result_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.result_list.setMaximumHeight(120)
+        layers_layout.addWidget(self.result_list)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Reference"))
+        self.reference_combo = QComboBox()
+        self.reference_combo.setToolTip("A clean image of the same field (e.g. an average of many frames), if any.")
+        self.reference_combo.currentTextChanged.connect(lambda _t: (self._refresh_results(), self._show_note()))
+        row.addWidget(self.reference_combo, 1)
+        layers_layout.addLayout(row)
+
+        # -- filters --
+        filters_box = QGroupBox("Classical filters (applied to the noisy layer)")
+        grid = QGridLayout(filters_box)
+        self.filter_checks: dict[str, QCheckBox] = {}
+        self.filter_sizes: dict[str, QSpinBox | QDoubleSpinBox] = {}
+        for index, (name, title, size_label, low, high, default, decimals) in enumerate(FILTER_CHOICES):
+            check = QCheckBox(title)
+            box = QDoubleSpinBox() if decimals else QSpinBox()
+            if decimals:
+                box.setDecimals(decimals)
+                box.setSingleStep(0.25)
+            else:
+                box.setSingleStep(2 if name != "nlm" else 1)  # odd window sides
+            box.setRange(low, high)
+            box.setValue(default)
+            box.setPrefix(f"{size_label} ")
+            box.setEnabled(False)
+            check.toggled.connect(box.setEnabled)
+            grid.addWidget(check, index, 0)
+            grid.addWidget(box, index, 1)
+            self.filter_checks[name], self.filter_sizes[name] = check, box
+
+        # -- compute and results --
+        self.compute_button = QPushButton("Compute")
+        self.compute_button.setToolTip("Measure every chosen image and show them side by side.")
+        self.compute_button.clicked.connect(self.compute)
+        self.single_button = QPushButton("Single view")
+        self.single_button.clicked.connect(self.side_by_side.close)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.compute_button)
+        buttons.addWidget(self.single_button)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: gray;")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.table = QTableWidget()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setMinimumHeight(160)
+        self.table.verticalHeader().setVisible(False)  # the image name is the row's label
+
+        layout = QVBoxLayout(self)
+        for widget in (layers_box, filters_box):
+            layout.addWidget(widget)
+        layout.addLayout(buttons)
+        for widget in (self.note, self.status, self.table):
+            layout.addWidget(widget)
+        layout.addStretch(1)
+
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.session.busy_changed.connect(lambda _b: self._update_buttons())
+        self._refresh_layers()
+        self._show_note()
+
+    # -- layer lists -------------------------------------------------------------------------------------
+    def _names(self) -> list[str]:
+        return [layer.name for layer in self.session.image_layers()]
+
+    def _refresh_layers(self, _event=None) -> None:
+        names = self._names()
+        noisy = self.noisy_combo.currentText()
+        reference = self.reference_combo.currentText()
+        for combo, items, current in (
+            (self.noisy_combo, names, noisy),
+            (self.reference_combo, [NO_REFERENCE, *names], reference),
+        ):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(items)
+            if current in items:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+        self._refresh_results()
+        self._show_note()
+
+    def _refresh_results(self) -> None:
+        checked = set(self.chosen_results())
+        self.result_list.clear()
+        for name in self._names():
+            if name in (self.noisy_combo.currentText(), self.reference()):
+                continue  # they have their own places in the comparison
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if name in checked else Qt.CheckState.Unchecked)
+            self.result_list.addItem(item)
+
+    # -- choices (also used by tests and scripts) -------------------------------------------------------------
+    def set_noisy(self, name: str) -> None:
+        self.noisy_combo.setCurrentText(name)
+
+    def set_reference(self, name: str | None) -> None:
+        self.reference_combo.setCurrentText(name or NO_REFERENCE)
+
+    def set_results(self, names: list[str]) -> None:
+        for index in range(self.result_list.count()):
+            item = self.result_list.item(index)
+            item.setCheckState(Qt.CheckState.Checked if item.text() in names else Qt.CheckState.Unchecked)
+
+    def set_filter(self, name: str, on: bool = True, size: float | None = None) -> None:
+        self.filter_checks[name].setChecked(on)
+        if size is not None:
+            self.filter_sizes[name].setValue(size)
+
+    def chosen_results(self) -> list[str]:
+        items = (self.result_list.item(i) for i in range(self.result_list.count()))
+        return [item.text() for item in items if item.checkState() == Qt.CheckState.Checked]
+
+    def chosen_filters(self) -> list[FilterSpec]:
+        return [
+            FilterSpec(name, float(self.filter_sizes[name].value()))
+            for name, check in self.filter_checks.items()
+            if check.isChecked()
+        ]
+
+    def reference(self) -> str | None:
+        text = self.reference_combo.currentText()
+        return None if text in ("", NO_REFERENCE) else text
+
+    # -- compute ----------------------------------------------------------------------------------------------
+    def compute(self) -> bool:
+        """Measure the chosen images (worker thread) and lay them out; False (with the reason) if it cannot."""
+        noisy_name = self.noisy_combo.currentText()
+        results = [name for name in self.chosen_results() if name != noisy_name]
+        filters = self.chosen_filters()
+        reference_name = self.reference()
+        if not noisy_name:
+            return self._refuse("add a noisy image layer first")
+        if not results and not filters:
+            return self._refuse("choose at least one result layer or filter to compare")
+        try:
+            noisy = self.session.layer_data(noisy_name)
+            arrays = {name: self.session.layer_data(name) for name in results}
+            reference = self.session.layer_data(reference_name) if reference_name else None
+        except InputError as err:
+            return self._refuse(str(err))
+
+        def call(_callback, _stop) -> Comparison:
+            filtered = {spec.label: apply_filter(noisy, spec.name, spec.size) for spec in filters}
+            try:
+                rows = compare_results(noisy, {**arrays, **filtered}, reference)
+            except ValueError as err:  # a shape mismatch, written for the user
+                raise InputError(str(err)) from None
+            return Comparison(filtered, rows)
+
+        job = EngineJob("comparison", call)
+        self.job = job
+        self._pending = (noisy_name, results, reference_name, filters)
+        self._set_status("Computing…", ok=None)
+        on_done = guarded(self._on_done, lambda message: self._finish_failed(message))
+        reason = self.session.run_job(job, "comparison", on_done)
+        if reason:
+            self.job = self._pending = None
+            return self._refuse(reason)
+        self._update_buttons()
+        return True
+
+    def _on_done(self, outcome: Outcome) -> None:
+        self.job = None
+        pending, self._pending = self._pending, None
+        self._update_buttons()
+        if not outcome.ok:
+            self._finish_failed(outcome.message)
+            return
+        noisy_name, results, reference_name, _filters = pending
+        comparison: Comparison = outcome.value
+        names = {"noisy input": noisy_name, **{name: name for name in results}}
+        for label, image in comparison.filtered.items():
+            names[label] = self._add_filter_layer(noisy_name, label, image)
+        self._fill_table(comparison.rows, names)
+        self.compared = [names[str(row["name"])] for row in comparison.rows]
+        shown = [*self.compared, *([reference_name] if reference_name else [])]
+        self.side_by_side.show(shown)
+        self._set_status(f"Compared {len(self.compared) - 1} image(s) with {noisy_name}.", ok=True)
+
+    def _add_filter_layer(self, noisy_name: str, label: str, image: np.ndarray) -> str:
+        style = {}
+        if noisy_name in self.viewer.layers:
+            source = self.viewer.layers[noisy_name]
+            style = {"colormap": source.colormap.name, "contrast_limits": source.contrast_limits}
+        name = unique_layer_name(self.viewer, f"{noisy_name} {label}")
+        self.viewer.add_image(image, name=name, metadata={"denoise_studio": {"source": noisy_name, "filter": label}},
+                              **style)
+        return name
+
+    def _fill_table(self, rows: list[dict], names: dict[str, str]) -> None:
+        columns = (*(REFERENCE_COLUMNS if "psnr" in rows[0] else ()), *NOISE_COLUMNS)
+        self.table.clear()
+        self.table.setColumnCount(len(columns) + 1)
+        self.table.setRowCount(len(rows))
+        self.table.setHorizontalHeaderLabels(["Image", *(title for _key, title, _fmt in columns)])
+        for index, row in enumerate(rows):
+            self.table.setItem(index, 0, QTableWidgetItem(names[str(row["name"])]))
+            for column, (key, _title, fmt) in enumerate(columns, start=1):
+                value = float(row[key])
+                text = fmt.format(value) if math.isfinite(value) else "∞"
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(index, column, item)
+        self.table.resizeColumnsToContents()
+        self._show_note()
+
+    def column_values(self, title: str) -> dict[str, str]:
+        """{image: cell text} of the column titled ``title`` (empty when there is no such column)."""
+        headers = [self.table.horizontalHeaderItem(c).text() for c in range(self.table.columnCount())]
+        if title not in headers:
+            return {}
+        column = headers.index(title)
+        return {self.table.item(r, 0).text(): self.table.item(r, column).text() for r in range(self.table.rowCount())}
+
+    # -- display --------------------------------------------------------------------------------------------------
+    def _show_note(self) -> None:
+        self.note.setText(REFERENCE_NOTE if self.reference() else NO_REFERENCE_NOTE)
+
+    def _update_buttons(self) -> None:
+        self.compute_button.setEnabled(self.job is None)
+
+    def _finish_failed(self, message: str) -> None:
+        self.job = self._pending = None
+        self._update_buttons()
+        self._set_status(f"Not compared: {message}", ok=False)
+
+    def _refuse(self, reason: str) -> bool:
+        self._set_status(f"Not compared: {reason}", ok=False)
+        show_info(f"Compare: {reason}")
+        return False
+
+    def _set_status(self, text: str, ok: bool | None) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet("" if ok is None else ("color: #30a46c;" if ok else "color: #e5484d;"))
