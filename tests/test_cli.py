@@ -107,6 +107,11 @@ def write_short_stack(path):
             "insufficient stack depth",
         ),
         (lambda d, t: ["train", str(t), "--out", str(write_garbage(d / "taken.txt"))], "is a file, not a folder"),
+        (
+            lambda d, t: ["train", str(t), "--out", str(d / "o7"), "--set", "neighbourhood_radius=1"]
+            + ["--set", "struct_mask=[[[1,1,1],[1,1,1],[1,1,1]]]"],
+            "covers the whole replacement neighbourhood",
+        ),
         (lambda d, t: ["predict", str(d / "no_model"), str(t), "--out", str(d / "p.tif")], "no config.json"),
         (lambda d, t: ["predict", "RUN", str(write_garbage(d / "bad.tif")), "--out", str(d / "p.tif")], "cannot be"),
     ],
@@ -116,6 +121,15 @@ def test_bad_input_exits_2_with_one_error_line(argv, message, tmp_path, noisy_ti
     assert main(args) == EXIT_BAD_INPUT
     assert message in assert_one_error_line(capsys)
     assert not any(p.name.startswith(("o", "p.tif")) for p in tmp_path.iterdir())  # nothing was written
+
+
+@pytest.mark.parametrize("flag", ["--tile", "--batch"])
+def test_predict_refuses_a_zero_tile_or_batch(flag, trained_run, noisy_tif, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", str(trained_run[0]), str(noisy_tif), "--out", str(tmp_path / "p.tif"), flag, "0"])
+    assert exit_.value.code == EXIT_BAD_INPUT
+    assert "must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "p.tif").exists()
 
 
 def test_existing_output_is_not_overwritten_without_force(trained_run, noisy_tif, tmp_path, capsys):

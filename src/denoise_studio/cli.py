@@ -418,6 +418,14 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return launch(sample=None if args.sample == "none" else args.sample, files=args.files)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (argparse turns the ValueError into exit status 2)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="denoise-studio",
@@ -459,8 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="run directory (or its config.json)")
     p.add_argument("input", help="TIFF/PNG image or stack")
     p.add_argument("--out", required=True, help="output TIFF")
-    p.add_argument("--tile", type=int, default=256, help="tile side in pixels (the overlap is automatic)")
-    p.add_argument("--batch", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--tile", type=_positive_int, default=256, help="tile side in pixels (the overlap is automatic)")
+    p.add_argument("--batch", type=_positive_int, default=4, help="tiles per forward pass")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument(
         "--output",

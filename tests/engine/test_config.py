@@ -35,6 +35,23 @@ def test_presets_differ():
     assert quality.data.patch_size > fast.data.patch_size
 
 
+def test_balanced_follows_the_published_module_defaults():
+    config = make_config("n2v", "2d", "balanced")
+    data, masking, model, training = config.data, config.masking, config.model, config.training
+    assert (data.patch_size, data.patches_per_image, data.augment) == (64, 100, True)
+    assert (training.batch_size, training.learning_rate) == (8, 1e-4)
+    assert (training.epochs, training.early_stopping) == (100, True)
+    assert (masking.mask_percent, masking.strategy) == (15.0, "uniform")
+    assert (model.base_features, model.depth) == (64, 4)
+
+
+def test_struct_mask_must_leave_a_replacement_neighbour():
+    full = [[[True] * 3 for _ in range(3)]]
+    with pytest.raises(ConfigError, match="masking.struct_mask covers the whole replacement neighbourhood"):
+        make_config("n2v", "2d", "fast", {"neighbourhood_radius": 1, "struct_mask": full})
+    assert make_config("n2v", "2d", "fast", {"neighbourhood_radius": 2, "struct_mask": full}).masking.struct_mask
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_n2v2_recipe(preset):
     n2v, n2v2 = make_config("n2v", preset=preset), make_config("n2v2", preset=preset)

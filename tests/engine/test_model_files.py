@@ -101,6 +101,18 @@ def no_normalization(run_dir):
     (run_dir / CONFIG_FILE).write_text(json.dumps(record))
 
 
+def zero_scale(run_dir):
+    record = json.loads((run_dir / CONFIG_FILE).read_text())
+    record["normalization"]["scale"] = 0.0
+    (run_dir / CONFIG_FILE).write_text(json.dumps(record))
+
+
+def text_format_version(run_dir):
+    record = json.loads((run_dir / CONFIG_FILE).read_text())
+    record["format_version"] = "one"
+    (run_dir / CONFIG_FILE).write_text(json.dumps(record))
+
+
 def missing_config(run_dir):
     (run_dir / CONFIG_FILE).unlink()
 
@@ -146,6 +158,8 @@ def other_width(run_dir):
         (newer_format, "newer denoise-studio"),
         (invalid_config, "invalid configuration: training.epochs"),
         (no_normalization, "incomplete model configuration"),
+        (zero_scale, "positive scale"),
+        (text_format_version, "format_version must be an integer"),
         (missing_config, "no config.json found"),
         (missing_weights, "weights file not found"),
         (truncated_weights, "corrupt or foreign weights file"),

@@ -89,6 +89,15 @@ def test_best_model_is_kept_and_checkpointed(tiny_config, image, monkeypatch):
     assert all(v.device.type == "cpu" for v in last[0].values())
 
 
+def test_plateau_halves_the_learning_rate(tiny_config, image, monkeypatch):
+    # A flat validation loss is a plateau: with patience 2 the scheduler waits patience // 2 = 1
+    # epoch without improvement, then halves the rate (the history records the rate of each epoch).
+    monkeypatch.setattr(Trainer, "_validate", lambda self, *args: 1.0)
+    config = tiny_config(epochs=5, learning_rate=1e-3, lr_schedule="plateau", early_stopping=False, patience=2)
+    rates = [row["learning_rate"] for row in train(config, image).history]
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4, 5e-4])
+
+
 def test_time_budget(tiny_config, image):
     budget = 0.6
     result = train(tiny_config(epochs=100_000, max_time=budget), image)

@@ -104,6 +104,27 @@ class MaskingConfig(_Strict):
             raise ValueError("the centre pixel of the centre plane must be set")
         return value
 
+    @model_validator(mode="after")
+    def _check_replacement_source(self) -> MaskingConfig:
+        # A blind spot takes its value from a neighbour outside the struct kernel; a kernel that
+        # covers the whole neighbourhood leaves no such pixel, so refuse it here, naming the fields.
+        if self.struct_mask is None:
+            return self
+        centre = self.struct_mask[len(self.struct_mask) // 2]
+        k = len(centre) // 2
+        r = self.neighbourhood_radius
+        free = any(
+            (dy, dx) != (0, 0) and not (abs(dy) <= k and abs(dx) <= k and centre[dy + k][dx + k])
+            for dy in range(-r, r + 1)
+            for dx in range(-r, r + 1)
+        )
+        if not free:
+            raise ValueError(
+                f"masking.struct_mask covers the whole replacement neighbourhood (radius {r}); "
+                "raise masking.neighbourhood_radius or clear some kernel pixels"
+            )
+        return self
+
 
 class ModelConfig(_Strict):
     """The U-Net."""

@@ -62,7 +62,12 @@ class Normalization:
 
     @classmethod
     def from_dict(cls, data: dict) -> Normalization:
-        return cls(offset=float(data["offset"]), scale=float(data["scale"]), kind=str(data.get("kind", "meanstd")))
+        """Read stored statistics; a damaged file (zero, negative or non-finite scale) raises ValueError
+        here rather than silently producing NaN images at prediction."""
+        offset, scale = float(data["offset"]), float(data["scale"])
+        if not (np.isfinite(offset) and np.isfinite(scale) and scale > 0):
+            raise ValueError(f"normalisation needs a finite offset and a positive scale, got {offset!r}, {scale!r}")
+        return cls(offset=offset, scale=scale, kind=str(data.get("kind", "meanstd")))
 
 
 def _stride(size: int, target: int = 4_000_000) -> int:

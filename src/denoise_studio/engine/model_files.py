@@ -140,7 +140,10 @@ def read_record(path: str | os.PathLike) -> tuple[Path, dict]:
         raise ModelFileError(f"{config_path}: corrupt model configuration ({err})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ModelFileError(f"{config_path}: not a denoise-studio model configuration (foreign file)")
-    if int(record.get("format_version", 0)) > FORMAT_VERSION:
+    version = record.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{config_path}: format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{config_path}: written by a newer denoise-studio (format {record['format_version']}); upgrade to load it"
         )
@@ -194,7 +197,7 @@ def load_model(path: str | os.PathLike, weights: str | os.PathLike | None = None
     except ConfigError as err:
         raise ModelFileError(f"{config_path}: invalid configuration: {err}") from None
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{config_path}: incomplete model configuration ({err})") from None
+        raise ModelFileError(f"{config_path}: invalid or incomplete model configuration ({err})") from None
     weights_path = Path(weights) if weights else config_path.parent / record.get("weights", WEIGHTS_FILE)
     model = build_checked_model(config, load_state(weights_path), weights_path)
     return LoadedModel(

@@ -367,7 +367,7 @@ def load_autostruct(config_path: Path, record: dict) -> LoadedModel:
     except ConfigError as err:
         raise ModelFileError(f"{config_path}: invalid autoStructN2V configuration: {err}") from None
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{config_path}: incomplete autoStructN2V configuration ({err})") from None
+        raise ModelFileError(f"{config_path}: invalid or incomplete autoStructN2V configuration ({err})") from None
     weights = record.get("weights") or {}
     models: dict[str, UNet] = {}
     for stage, config in (("stage1", autostruct.stage1), ("stage2", final_config)):
