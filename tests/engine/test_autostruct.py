@@ -10,7 +10,7 @@ from denoise_studio.engine.config import ConfigError, MaskExtractorConfig, make_
 from denoise_studio.engine.data import kernel_symmetries
 from denoise_studio.engine.events import PipelineStateError, StopRequest
 from denoise_studio.engine.io import load_image
-from denoise_studio.engine.methods.autostruct import AutoStructPipeline, AutoStructState
+from denoise_studio.engine.methods.autostruct import AutoStructPipeline, AutoStructState, stage2_mask_percent
 from denoise_studio.engine.model_files import ModelFileError, load_model
 from denoise_studio.engine.prediction import Predictor
 from denoise_studio.samples import sample_path
@@ -151,6 +151,35 @@ def test_given_mask_trains_stage2_only_with_symmetric_flips(tmp_path, noisy_2d, 
     # A horizontal line survives flips but not 90-degree rotations or transposes.
     assert kernel_symmetries(mask) == (0, 1, 2, 3)
     assert load_model(tmp_path).record["final_stage"] == "stage2"
+
+
+@pytest.mark.parametrize(
+    ("pixels", "configured", "expected"),
+    [(1, 10.0, 10.0), (3, 10.0, 10.0), (7, 10.0, 40 / 7), (19, 6.25, 40 / 19), (225, 10.0, 0.178)],
+)
+def test_stage2_blind_spots_leave_the_network_most_of_its_input(pixels, configured, expected):
+    mask = np.zeros((3, 15, 15), bool)
+    mask[1].flat[:pixels] = True
+    mask[0, 7, 7] = mask[2, 7, 7] = True  # the neighbour planes do not cover the centre slice's pixels
+    assert stage2_mask_percent(configured, mask, 40.0) == pytest.approx(expected, rel=1e-2)
+    assert stage2_mask_percent(configured, mask, 40.0) * pixels <= max(40.0, configured) + 1e-9
+
+
+def test_stage2_config_and_state_message_carry_the_lowered_percentage(noisy_2d, tiny_autostruct):
+    mask = np.zeros((1, 11, 11), bool)
+    mask[0, 5, :] = True  # an 11-pixel scan line
+    pipeline = AutoStructPipeline(tiny_autostruct(**{"stage2.mask_percent": 10.0}), noisy_2d)
+    pipeline.use_mask(mask)
+    assert pipeline.stage2_config().masking.mask_percent == pytest.approx(40 / 11)
+    events = []
+    pipeline.callback = events.append
+    pipeline.run_stage2()
+    messages = [e.message for e in events if e.kind == "state"]
+    assert any("lowered from 10 %" in m for m in messages), messages
+    assert pipeline.stage2.config.masking.mask_percent == pytest.approx(40 / 11)
+    wide = AutoStructPipeline(tiny_autostruct(**{"stage2.mask_percent": 10.0, "stage2_max_coverage": 100}), noisy_2d)
+    wide.use_mask(mask)
+    assert wide.stage2_config().masking.mask_percent == pytest.approx(100 / 11)
 
 
 def test_2p5d_mask_has_three_planes(tiny_autostruct):

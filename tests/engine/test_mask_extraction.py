@@ -249,8 +249,8 @@ def test_regenerating_with_stricter_parameters_gives_a_subset():
     default, floor = threshold_correlation(rho, n_pixels, MaskExtractorConfig())
     np.testing.assert_array_equal(default, extraction("horizontal").mask)
     assert floor == extraction("horizontal").floor
-    strict, strict_floor = threshold_correlation(rho, n_pixels, MaskExtractorConfig(abs_floor=0.2))
-    assert strict_floor == 0.2
+    strict, strict_floor = threshold_correlation(rho, n_pixels, MaskExtractorConfig(abs_floor=0.5))
+    assert strict_floor == 0.5
     assert np.all(default[strict]) and strict.sum() < default.sum()
     assert strict[0, RADIUS, RADIUS]
 
@@ -282,6 +282,22 @@ def row_lags(mask: np.ndarray) -> list[int]:
 )
 def test_line_extension_rule(values, dilate, expected):
     mask, _ = threshold_correlation(line_rho(*values), 10**6, MaskExtractorConfig(dilate=dilate))
+    assert row_lags(mask) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # rho crossing zero right beside the centre: the most correlated neighbour must not stay visible.
+        ((0.02, -0.4, -0.3), [-3, -2, -1, 0, 1, 2, 3]),
+        # ... or further out, where it would cut the rest of the line off the centre.
+        ((-0.5, 0.01, -0.3, -0.2), [-4, -3, -2, -1, 0, 1, 2, 3, 4]),
+        # Two missing lags in a row are a real end of the line, not a sign change.
+        ((-0.5, 0.0, 0.0, -0.3), [-1, 0, 1]),
+    ],
+)
+def test_one_lag_holes_in_a_line_are_closed(values, expected):
+    mask, _ = threshold_correlation(line_rho(*values), 10**6, MaskExtractorConfig(dilate=False))
     assert row_lags(mask) == expected
 
 

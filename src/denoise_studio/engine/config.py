@@ -30,6 +30,9 @@ PRESETS: tuple[str, ...] = ("fast", "balanced", "quality")
 #: Largest mask-extractor radius (kernel side 15, as CAREamics caps structN2V spans).
 MAX_EXTRACTOR_RADIUS = 7
 
+#: Fewest blind spots a patch may have (percent of its pixels).
+MIN_MASK_PERCENT = 0.05
+
 #: 2.5D needs enough slices for a meaningful train/validation split of centre slices.
 MIN_SLICES_2P5D = 20
 
@@ -69,7 +72,7 @@ class MaskingConfig(_Strict):
     """Blind-spot masking (Noise2Void family)."""
 
     mask_percent: float = Field(
-        15.0, ge=0.05, le=25.0, description="Percentage of pixels of a patch that are blind spots."
+        15.0, ge=MIN_MASK_PERCENT, le=25.0, description="Percentage of pixels of a patch that are blind spots."
     )
     strategy: Literal["uniform", "median", "mean"] = Field(
         "uniform",
@@ -460,6 +463,14 @@ class AutoStructConfig(_Strict):
     stage2: DenoiseConfig
     extractor: MaskExtractorConfig = Field(default_factory=MaskExtractorConfig)
     auto_approve: bool = Field(False, description="Approve the extracted mask without review and go on to stage 2.")
+    stage2_max_coverage: float = Field(
+        40.0,
+        ge=5.0,
+        le=100.0,
+        description="Largest share (%) of a stage-2 patch overwritten by struct kernels: with a large kernel the "
+        "blind-spot percentage is lowered so that mask percent x kernel pixels stays below it (the network "
+        "needs to see most of its input).",
+    )
     stage2_init: Literal["scratch", "stage1"] = Field(
         "scratch",
         description="Start stage 2 from random weights, or fine-tune stage 1's weights (needs a small learning rate).",
@@ -486,6 +497,10 @@ class AutoStructConfig(_Strict):
             return cls.model_validate(data)
         except ValidationError as err:
             raise ConfigError(format_validation_error(err)) from None
+
+
+#: autoStructN2V settings of the run itself (not of a stage or of the extractor).
+AUTOSTRUCT_TOP_FIELDS = ("auto_approve", "stage2_max_coverage", "stage2_init")
 
 
 def _autostruct_stage_values(preset: str, stage: int) -> dict[str, dict[str, Any]]:
@@ -535,7 +550,7 @@ def make_autostruct_config(
             if rest not in MaskExtractorConfig.model_fields:
                 raise ConfigError(f"{key}: unknown field")
             record.setdefault("extractor", {})[rest] = _parse_value(raw)
-        elif key in ("auto_approve", "stage2_init"):
+        elif key in AUTOSTRUCT_TOP_FIELDS:
             record[key] = _parse_value(raw)
         elif key in MaskExtractorConfig.model_fields:
             record.setdefault("extractor", {})[key] = _parse_value(raw)

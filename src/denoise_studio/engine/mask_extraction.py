@@ -221,7 +221,8 @@ def threshold_correlation(rho: np.ndarray, n_pixels: int, params: MaskExtractorC
     rho = _checked_rho(rho, params.max_radius)
     floor = noise_floor(n_pixels, params)
     scores = _scores(rho, params.two_sided)
-    mask = _centre_component(_ring_candidates(scores, floor, params))
+    candidates, scores = _fill_axis_gaps(_ring_candidates(scores, floor, params), scores)
+    mask = _centre_component(candidates)
     mask = _cap(mask, scores, params.max_pixels)
     if params.dilate:
         mask = _extend_line(mask, rho, floor, params.max_pixels)
@@ -447,6 +448,36 @@ def _ring_candidates(scores: np.ndarray, floor: float, params: MaskExtractorConf
             threshold = max(float(np.percentile(values, ring_percentile(ring, params))), floor)
             candidates[plane][on_ring] = values > threshold
     return candidates
+
+
+def _fill_axis_gaps(candidates: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Close one-lag holes on the horizontal and vertical axes of the centre plane (between section 1.3
+    steps 5 and 6).
+
+    Along a scan line the residual correlation changes sign as stage 1 learns: positive where N2V still
+    reproduces the correlated noise, negative where only its interpolation error is left. Where it
+    crosses zero one lag drops below the floor, which leaves a hole in the line (often right beside the
+    centre, the most correlated neighbour of all) or cuts the far part of the line off the centre. A
+    blind spot with such a hole lets the network see what it must not, so a single missing lag between
+    the centre, or a candidate, and a candidate further out on the same axis is filled. The filled lag
+    scores as the weaker of its two neighbours, so the cap keeps or drops it with the line it bridges.
+    Both directions are treated alike, so a point-symmetric correlation keeps a symmetric mask.
+    """
+    candidates, scores = candidates.copy(), scores.copy()
+    plane, radius = candidates.shape[0] // 2, candidates.shape[-1] // 2
+    for axis in (1, 2):  # rows (the vertical axis), columns (the horizontal axis)
+        for direction in (-1, 1):
+            for lag in range(1, radius):
+                index = [plane, radius, radius]
+                index[axis] = radius + direction * lag
+                inner, outer = list(index), list(index)
+                inner[axis] -= direction
+                outer[axis] += direction
+                here, before, after = tuple(index), tuple(inner), tuple(outer)
+                if not candidates[here] and candidates[before] and candidates[after]:
+                    candidates[here] = True
+                    scores[here] = min(scores[before], scores[after])
+    return candidates, scores
 
 
 def _centre_component(candidates: np.ndarray) -> np.ndarray:
