@@ -113,12 +113,15 @@ def test_skip_stage2_keeps_the_stage1_model(studio, qtbot, synchronous):
     assert json.loads((model.run_dir / "config.json").read_text())["state"] == "skipped"
 
 
-def test_stop_at_the_review_gate_keeps_stage1_and_unlocks(studio, qtbot, synchronous):
+def test_stop_at_the_review_gate_keeps_stage1_and_unlocks(studio, qtbot, workspace, synchronous):
     viewer, widget = studio
     prepare(qtbot, viewer, widget, mode="2d", name="lines")
     assert widget.training.start()
     assert not widget.training.start()  # the run waits at the review: a second training is refused
     assert "mask review" in widget.training.notice.text()
+    # Nor may a model be imported meanwhile: the run would replace it when it ends.
+    assert not widget.method.import_model(workspace)
+    assert "mask review" in widget.method.import_status.text()
     click(qtbot, widget.training.stop_button)
     assert widget.training.state == "stopped"
     assert not widget.session.active and not widget.review.approve_button.isEnabled()

@@ -67,6 +67,37 @@ def test_without_a_reference_only_noise_estimates_are_shown(pair, qtbot, synchro
     assert noise["noisy box 3"] < noise["noisy"]
 
 
+def test_live_preview_follows_the_slider_and_gives_way_to_compute(pair, qtbot, synchronous):
+    from denoise_studio.engine.filters import apply_filter
+
+    viewer, dock = pair
+    noisy = viewer.layers["noisy"].data
+    dock.set_filter("gaussian", size=1.0)
+    preview = "noisy gaussian 1 (preview)"
+    qtbot.waitUntil(lambda: preview in viewer.layers, timeout=5_000)
+    np.testing.assert_allclose(viewer.layers[preview].data, apply_filter(noisy, "gaussian", 1.0))
+    assert preview not in dock.chosen_results() and all(preview != r for r in dock.result_list_names())
+
+    layer = viewer.layers[preview]
+    dock.filter_sizes["gaussian"].setValue(3.0)  # dragging the slider updates (and renames) the same layer
+    qtbot.waitUntil(lambda: layer.name == "noisy gaussian 3 (preview)", timeout=5_000)
+    np.testing.assert_allclose(layer.data, apply_filter(noisy, "gaussian", 3.0))
+    assert sum(name.endswith("(preview)") for name in (layer.name for layer in viewer.layers)) == 1
+
+    dock.set_filter("nlm")  # too slow to follow a slider: no preview, measured by Compute only
+    dock.set_filter("median", size=5)
+    qtbot.waitUntil(lambda: "noisy median 5 (preview)" in viewer.layers, timeout=5_000)
+    assert not any("nlm" in layer.name for layer in viewer.layers)
+    dock.set_filter("median", on=False)
+    qtbot.waitUntil(lambda: "noisy median 5 (preview)" not in viewer.layers, timeout=5_000)
+
+    dock.set_filter("nlm", on=False)
+    click(qtbot, dock.compute_button)
+    assert not any(layer.name.endswith("(preview)") for layer in viewer.layers)
+    assert "noisy gaussian 3" in viewer.layers and "noisy gaussian 3" in dock.compared
+    assert np.array_equal(viewer.layers["noisy"].data, noisy)
+
+
 def test_compare_needs_something_to_compare(pair, synchronous):
     _viewer, dock = pair
     dock.set_results([])

@@ -62,6 +62,17 @@ def test_care_trains_into_the_targets_scale(studio, qtbot, synchronous):
     assert record["method"] == "care" and record["target_normalization"] is not None
     assert np.array_equal(viewer.layers["clean"].data, target)  # inputs are never replaced
 
+    # Side by side: the result keeps its own (target) display range; the input's would saturate it.
+    order = [layer.name for layer in viewer.layers]
+    shown = widget.results.open_in_viewer()
+    assert shown == ["noisy", "noisy denoised (CARE)"]
+    care_limits = tuple(viewer.layers["noisy denoised (CARE)"].contrast_limits)
+    assert care_limits[0] > noisy.max()  # in the target's scale, above every noisy value
+    viewer.layers["noisy"].contrast_limits = (90, 110)
+    assert tuple(viewer.layers["noisy denoised (CARE)"].contrast_limits) == care_limits
+    widget.results.close_side_by_side()
+    assert [layer.name for layer in viewer.layers] == order  # the user's layer order is back
+
 
 def test_a_shifted_target_is_refused_before_training(studio, qtbot, synchronous):
     viewer, widget = studio

@@ -59,3 +59,24 @@ def test_a_run_started_in_one_dock_shows_in_the_separate_docks(make_napari_viewe
     assert review.reviewing and review.mask is not None
     review.approve()
     assert studio.training.state == training.state == "complete"
+
+
+def test_closing_one_training_dock_leaves_the_run_to_the_other(make_napari_viewer, qtbot, synchronous):
+    from qt_helpers import TINY, line_noise_stack, set_fields
+
+    viewer = make_napari_viewer()
+    _d1, studio = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise Studio")
+    dock, training = viewer.window.add_plugin_dock_widget(PLUGIN, "Training")
+    viewer.add_image(line_noise_stack(2, 64), name="lines")
+    studio.method.method_buttons["autostructn2v"].setChecked(True)
+    set_fields(studio.configure, TINY, stages=("stage1", "stage2"))
+    assert studio.training.start() and studio.training.state == "awaiting_review"
+    run = studio.training.run
+
+    viewer.window.remove_dock_widget(dock)
+    training.deleteLater()
+    qtbot.waitUntil(lambda: studio.session._training_views == 1, timeout=5_000)
+    assert not run.stop.requested and studio.training.state == "awaiting_review"
+
+    studio.training.deleteLater()  # the last training view goes: nothing may go on unseen
+    qtbot.waitUntil(lambda: run.stop.requested, timeout=5_000)

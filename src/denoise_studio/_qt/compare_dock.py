@@ -4,6 +4,10 @@ The numbers are the engine's :func:`~denoise_studio.engine.compare.compare_resul
 against a reference when there is one; without one only noise estimates, because nothing else can be
 measured honestly. Filters run on the noisy layer in the worker (nlm on a stack takes a while); their
 outputs become new layers, and no existing layer is ever replaced.
+
+While a filter's slider moves, a live preview layer (``<noisy> <filter> (preview)``) follows it: the
+filter runs in a worker thread shortly after the slider stops, and the dock's own preview layer is
+updated in place. Compute then measures the chosen settings and replaces the previews by result layers.
 """
 
 from __future__ import annotations
@@ -14,12 +18,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from napari.utils.notifications import show_info
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -27,12 +30,12 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
+from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from ..engine.compare import compare_results
 from ..engine.filters import apply_filter
@@ -60,6 +63,13 @@ NO_REFERENCE_NOTE = (
     "what it removed (noisy − result). A removal far above the input's noise means structure went too."
 )
 REFERENCE_NOTE = "PSNR, SSIM and SNR are measured against the reference; higher is better."
+#: Filters cheap enough to follow a slider (non-local means takes seconds: it waits for Compute).
+LIVE_FILTERS = ("gaussian", "median", "box", "box3d")
+#: Largest noisy layer (pixels) previewed live; larger data waits for Compute.
+LIVE_PREVIEW_PIXELS = 4 * 1024 * 1024
+#: Quiet time (ms) after the last slider move before the preview is computed.
+PREVIEW_DELAY_MS = 250
+PREVIEW_SUFFIX = " (preview)"
 
 
 @dataclass
@@ -98,7 +108,7 @@ class CompareDock(QWidget):
         row.addWidget(QLabel("Noisy"))
         self.noisy_combo = QComboBox()
         self.noisy_combo.setToolTip("The noisy input every result is compared with.")
-        self.noisy_combo.currentTextChanged.connect(lambda _t: self._refresh_results())
+        self.noisy_combo.currentTextChanged.connect(lambda _t: (self._refresh_results(), self._schedule_preview()))
         row.addWidget(self.noisy_combo, 1)
         layers_layout.addLayout(row)
         layers_layout.addWidget(QLabel("Results to compare"))
@@ -118,23 +128,41 @@ class CompareDock(QWidget):
         filters_box = QGroupBox("Classical filters (applied to the noisy layer)")
         grid = QGridLayout(filters_box)
         self.filter_checks: dict[str, QCheckBox] = {}
-        self.filter_sizes: dict[str, QSpinBox | QDoubleSpinBox] = {}
+        self.filter_sizes: dict[str, QLabeledSlider | QLabeledDoubleSlider] = {}
         for index, (name, title, size_label, low, high, default, decimals) in enumerate(FILTER_CHOICES):
             check = QCheckBox(title)
-            box = QDoubleSpinBox() if decimals else QSpinBox()
+            slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal) if decimals else QLabeledSlider(
+                Qt.Orientation.Horizontal
+            )
             if decimals:
-                box.setDecimals(decimals)
-                box.setSingleStep(0.25)
-            else:
-                box.setSingleStep(2 if name != "nlm" else 1)  # odd window sides
-            box.setRange(low, high)
-            box.setValue(default)
-            box.setPrefix(f"{size_label} ")
-            box.setEnabled(False)
-            check.toggled.connect(box.setEnabled)
+                slider.setDecimals(decimals)
+                slider.setSingleStep(0.25)
+            slider.setRange(low, high)
+            slider.setValue(default)
+            slider.setToolTip(f"The filter's {size_label}; the preview follows while you drag.")
+            slider.setEnabled(False)
+            check.toggled.connect(slider.setEnabled)
+            check.toggled.connect(lambda _on: self._schedule_preview())
+            slider.valueChanged.connect(lambda _v: self._schedule_preview())
             grid.addWidget(check, index, 0)
-            grid.addWidget(box, index, 1)
-            self.filter_checks[name], self.filter_sizes[name] = check, box
+            grid.addWidget(QLabel(size_label), index, 1)
+            grid.addWidget(slider, index, 2)
+            self.filter_checks[name], self.filter_sizes[name] = check, slider
+        self.live_preview = QCheckBox("Live preview while adjusting")
+        self.live_preview.setChecked(True)
+        self.live_preview.setToolTip(
+            "Show each checked filter (not non-local means, which takes seconds) as a preview layer that "
+            "follows its slider. Compute measures them."
+        )
+        self.live_preview.toggled.connect(lambda _on: self._schedule_preview())
+        grid.addWidget(self.live_preview, len(FILTER_CHOICES), 0, 1, 3)
+        self.preview_layers: dict[str, str] = {}  # filter name -> preview layer name
+        self._preview_job: EngineJob | None = None
+        self._preview_again = False
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(PREVIEW_DELAY_MS)
+        self._preview_timer.timeout.connect(self.update_preview)
 
         # -- compute and results --
         self.compute_button = QPushButton("Compute")
@@ -194,8 +222,8 @@ class CompareDock(QWidget):
         checked = set(self.chosen_results())
         self.result_list.clear()
         for name in self._names():
-            if name in (self.noisy_combo.currentText(), self.reference()):
-                continue  # they have their own places in the comparison
+            if name in (self.noisy_combo.currentText(), self.reference()) or name.endswith(PREVIEW_SUFFIX):
+                continue  # they have their own places in the comparison; previews are not results
             item = QListWidgetItem(name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if name in checked else Qt.CheckState.Unchecked)
@@ -218,6 +246,9 @@ class CompareDock(QWidget):
         if size is not None:
             self.filter_sizes[name].setValue(size)
 
+    def result_list_names(self) -> list[str]:
+        return [self.result_list.item(i).text() for i in range(self.result_list.count())]
+
     def chosen_results(self) -> list[str]:
         items = (self.result_list.item(i) for i in range(self.result_list.count()))
         return [item.text() for item in items if item.checkState() == Qt.CheckState.Checked]
@@ -232,6 +263,71 @@ class CompareDock(QWidget):
     def reference(self) -> str | None:
         text = self.reference_combo.currentText()
         return None if text in ("", NO_REFERENCE) else text
+
+    # -- live preview -----------------------------------------------------------------------------------------
+    def _schedule_preview(self) -> None:
+        self._preview_timer.start()  # restarts: the preview runs once the slider has stopped
+
+    def update_preview(self) -> bool:
+        """Compute the preview of every checked live filter (worker thread); False if there is none to show."""
+        if self._preview_job is not None:
+            self._preview_again = True  # one run at a time; the latest settings follow when it ends
+            return True
+        noisy_name = self.noisy_combo.currentText()
+        wanted = []
+        if self.live_preview.isChecked() and noisy_name in self.viewer.layers:
+            wanted = [spec for spec in self.chosen_filters() if spec.name in LIVE_FILTERS]
+        try:
+            noisy = self.session.layer_data(noisy_name) if wanted else None
+        except InputError:
+            noisy, wanted = None, []
+        if noisy is not None and noisy.size > LIVE_PREVIEW_PIXELS:
+            self._set_status(f"{noisy_name} is too large for a live preview; press Compute.", ok=None)
+            noisy, wanted = None, []
+        self._drop_previews(keep={spec.name for spec in wanted})
+        if not wanted:
+            return False
+
+        def call(_callback, _stop) -> dict[str, tuple[FilterSpec, np.ndarray]]:
+            return {spec.name: (spec, apply_filter(noisy, spec.name, spec.size)) for spec in wanted}
+
+        job = EngineJob("filter preview", call, parent=self)
+        self._preview_job = job
+        job.done.connect(lambda outcome: self._show_preview(noisy_name, outcome))
+        job.start()
+        return True
+
+    def _show_preview(self, noisy_name: str, outcome: Outcome) -> None:
+        self._preview_job = None
+        if outcome.ok:
+            for name, (spec, image) in outcome.value.items():
+                if name not in self.chosen_names():
+                    continue  # unchecked while it was computing
+                layer_name = self.preview_layers.get(name)
+                if layer_name in self.viewer.layers and self.viewer.layers[layer_name].data.shape == image.shape:
+                    layer = self.viewer.layers[layer_name]
+                    layer.data = image  # the dock's own preview layer: updated in place, renamed to match
+                    layer.metadata["denoise_studio"]["filter"] = spec.label
+                    wanted_name = f"{noisy_name} {spec.label}{PREVIEW_SUFFIX}"
+                    if layer.name != wanted_name:
+                        layer.name = unique_layer_name(self.viewer, wanted_name)
+                        self.preview_layers[name] = layer.name
+                else:
+                    self.preview_layers[name] = self._add_filter_layer(noisy_name, spec.label, image, preview=True)
+        else:
+            self._set_status(f"Preview failed: {outcome.message}", ok=False)
+        if self._preview_again:
+            self._preview_again = False
+            self.update_preview()
+
+    def _drop_previews(self, keep: set[str] = frozenset()) -> None:
+        for name in [n for n in self.preview_layers if n not in keep]:
+            layer_name = self.preview_layers.pop(name)
+            if layer_name in self.viewer.layers:
+                self.viewer.layers.remove(layer_name)
+
+    def chosen_names(self) -> set[str]:
+        return {name for name, check in self.filter_checks.items() if check.isChecked()}
 
     # -- compute ----------------------------------------------------------------------------------------------
     def compute(self) -> bool:
@@ -280,6 +376,8 @@ class CompareDock(QWidget):
             return
         noisy_name, results, reference_name, _filters = pending
         comparison: Comparison = outcome.value
+        self._preview_timer.stop()
+        self._drop_previews()  # the measured filter layers take their place
         names = {"noisy input": noisy_name, **{name: name for name in results}}
         for label, image in comparison.filtered.items():
             names[label] = self._add_filter_layer(noisy_name, label, image)
@@ -289,14 +387,14 @@ class CompareDock(QWidget):
         self.side_by_side.show(shown)
         self._set_status(f"Compared {len(self.compared) - 1} image(s) with {noisy_name}.", ok=True)
 
-    def _add_filter_layer(self, noisy_name: str, label: str, image: np.ndarray) -> str:
+    def _add_filter_layer(self, noisy_name: str, label: str, image: np.ndarray, preview: bool = False) -> str:
         style = {}
         if noisy_name in self.viewer.layers:
             source = self.viewer.layers[noisy_name]
             style = {"colormap": source.colormap.name, "contrast_limits": source.contrast_limits}
-        name = unique_layer_name(self.viewer, f"{noisy_name} {label}")
-        self.viewer.add_image(image, name=name, metadata={"denoise_studio": {"source": noisy_name, "filter": label}},
-                              **style)
+        name = unique_layer_name(self.viewer, f"{noisy_name} {label}{PREVIEW_SUFFIX if preview else ''}")
+        metadata = {"denoise_studio": {"source": noisy_name, "filter": label, "preview": preview}}
+        self.viewer.add_image(image, name=name, metadata=metadata, **style)
         return name
 
     def _fill_table(self, rows: list[dict], names: dict[str, str]) -> None:

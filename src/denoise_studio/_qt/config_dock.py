@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from ..engine.config import (
+    AUTOSTRUCT_TOP_FIELDS,
     SUPERVISED_METHODS,
     AutoStructConfig,
     DenoiseConfig,
@@ -210,7 +211,7 @@ class ConfigDock(QWidget):
         more_grid = QGridLayout(more_body)
         for name in EXTRACTOR_MORE:
             self._add_single(more_grid, extractor_editor(name), f"extractor.{name}")
-        for name in ("auto_approve", "stage2_init"):
+        for name in AUTOSTRUCT_TOP_FIELDS:
             self._add_single(more_grid, FieldEditor(AutoStructConfig, name, (name,)), name)
         more.addWidget(more_body)
         grid.addWidget(more, grid.rowCount(), 0, 1, 2)

@@ -63,6 +63,7 @@ LABELS = {
     "dilate": "Dilate lines",
     "auto_approve": "Auto-approve mask",
     "stage2_init": "Stage 2 starts from",
+    "stage2_max_coverage": "Stage 2 kernel coverage (%)",
     "loss": "Loss",
     "target_from": "Target from a filter",
     "register_target": "Register target",

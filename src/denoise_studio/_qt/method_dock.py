@@ -370,8 +370,10 @@ class MethodDock(QWidget):
         self.import_model(config, weights or None)
 
     def import_model(self, path: str | Path, weights: str | Path | None = None) -> bool:
-        if self.session.busy:
-            self._set_status(self.import_status, False, f"Cannot import now: {self.session.busy_reason()}")
+        # Not while a run is open (also at its review gate): the run would replace the imported model.
+        reason = self.session.busy_reason()
+        if reason:
+            self._set_status(self.import_status, False, f"Cannot import now: {reason}")
             return False
         self.import_button.setChecked(True)
         try:

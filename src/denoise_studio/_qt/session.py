@@ -134,6 +134,8 @@ class Session(QObject):
         self.training_run = None
         self.comparison: tuple[str, list[str]] | None = None
         self._training_ids: set[str] = set()
+        #: Training docks showing this session; the run stops when the last one is closed.
+        self._training_views = 0
 
     # -- method, mode, config -------------------------------------------------------------------
     def set_method(self, method: str) -> None:
@@ -370,6 +372,17 @@ class Session(QObject):
             self.job = None
             self.job_kind = ""
             self.busy_changed.emit(self.active)
+
+    def attach_training_view(self, view: QObject) -> None:
+        """Count ``view`` as a training dock of this session; when the last such dock is destroyed
+        (its window closed), whatever runs is asked to stop, so no training goes on unseen."""
+        self._training_views += 1
+        view.destroyed.connect(self._training_view_closed)
+
+    def _training_view_closed(self, _obj: object = None) -> None:
+        self._training_views -= 1
+        if self._training_views <= 0:
+            self.stop_all()
 
     def stop_all(self) -> None:
         """Ask whatever runs to stop (used when the window closes)."""

@@ -1,7 +1,10 @@
 """Synchronised side-by-side views: napari's grid mode (one camera, one dims slider) plus linked contrast.
 
-Grid mode only places visible layers, so the comparison hides every other layer and remembers what it
-hid; :func:`close_side_by_side` puts everything back.
+Grid mode only places visible layers, so the comparison hides every other layer, reorders the shown
+ones, and remembers both; :meth:`SideBySide.close` puts visibility and order back.
+
+Contrast is linked only between layers in the same intensity scale: a CARE or Noise2Noise result is
+in its target's scale, and the noisy input's display range would saturate it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ class SideBySide:
         self.viewer = viewer
         self.layers: list[str] = []
         self._hidden: list[str] = []
+        self._order: list[str] = []
+        self._groups: list[list[str]] = []
 
     @property
     def open(self) -> bool:
@@ -35,16 +40,21 @@ class SideBySide:
         if len(layers) < 2:
             return []
         self._hidden = [layer.name for layer in self.viewer.layers if layer not in layers and layer.visible]
+        self._order = [layer.name for layer in self.viewer.layers]
         for layer in self.viewer.layers:
             layer.visible = layer in layers
         # Grid cells are filled from the bottom of the layer list (index 0 is the top-left cell).
         for position, layer in enumerate(layers):
             self.viewer.layers.move(self.viewer.layers.index(layer), position)
-        # The first (noisy) layer sets the shared display range.
-        for other in layers[1:]:
-            other.contrast_limits = layers[0].contrast_limits
-            other.gamma = layers[0].gamma
-        link_layers(layers, LINKED)
+        # In each group of layers that share a scale, the first (the noisy one) sets the display range.
+        self._groups = []
+        for group in scale_groups(layers):
+            for other in group[1:]:
+                other.contrast_limits = group[0].contrast_limits
+                other.gamma = group[0].gamma
+            if len(group) > 1:
+                link_layers(group, LINKED)
+            self._groups.append([layer.name for layer in group])
         grid = self.viewer.canvas.grid
         grid.stride = 1
         grid.shape = (1, len(layers))
@@ -56,11 +66,33 @@ class SideBySide:
     def close(self) -> None:
         if not self.layers:
             return
-        layers = [self.viewer.layers[name] for name in self.layers if name in self.viewer.layers]
-        if layers:
-            unlink_layers(layers, LINKED)
+        for names in self._groups:
+            group = [self.viewer.layers[name] for name in names if name in self.viewer.layers]
+            if len(group) > 1:
+                unlink_layers(group, LINKED)
         self.viewer.canvas.grid.enabled = False
         for name in self._hidden:
             if name in self.viewer.layers:
                 self.viewer.layers[name].visible = True
-        self.layers, self._hidden = [], []
+        # Put the user's layer order back (layers added since keep their place at the top).
+        present = [name for name in self._order if name in self.viewer.layers]
+        for position, name in enumerate(present):
+            self.viewer.layers.move(self.viewer.layers.index(name), position)
+        self.layers, self._hidden, self._order, self._groups = [], [], [], []
+
+
+def scale_groups(layers: list) -> list[list]:
+    """Split ``layers`` (in order) into groups whose data ranges overlap by at least half of the
+    narrower one: the same intensity scale, so one display range fits them all."""
+    groups: list[list] = []
+    for layer in layers:
+        low, high = layer.contrast_limits_range
+        for group in groups:
+            g_low, g_high = group[0].contrast_limits_range
+            overlap = min(high, g_high) - max(low, g_low)
+            if overlap >= 0.5 * max(min(high - low, g_high - g_low), 1e-12):
+                group.append(layer)
+                break
+        else:
+            groups.append([layer])
+    return groups

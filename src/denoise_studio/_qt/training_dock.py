@@ -231,9 +231,9 @@ class TrainingDock(QWidget):
         self.session.method_changed.connect(self._on_method_changed)
         self.session.busy_changed.connect(self._on_busy)
         self.session.run_started.connect(self._attach)
-        # Closing the window must not leave a training running on: it stops within a batch.
-        session = self.session
-        self.destroyed.connect(lambda _obj=None: session.stop_all())
+        # Closing the window must not leave a training running on: once the last training dock of
+        # the session is gone, the run stops within a batch.
+        self.session.attach_training_view(self)
 
     # -- phases -------------------------------------------------------------------------------------------
     def _build_phases(self) -> None:

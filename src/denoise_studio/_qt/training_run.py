@@ -426,6 +426,7 @@ class TrainingRun(QObject):
             show_info(f"Training {self.training_id} stopped: {message}")
 
     def _fail(self, message: str) -> None:
+        release_device_memory()  # the failed run's tensors are garbage now; hand the cached GPU memory back
         show_error(f"Training failed: {message}")
         self._end(FAILED, message, self._current_phase)
 
