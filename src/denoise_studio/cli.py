@@ -88,6 +88,9 @@ class ProgressPrinter:
         left = f" ~{_duration(event.time_left)} left" if event.time_left is not None else ""
         if event.kind == "plane":
             return f"[{event.stage}] |{bar}| plane {event.batch}/{event.batches}{left}"
+        if event.kind == "tile":
+            where = f"plane {event.epoch}/{event.epochs}, tiles {event.batch}/{event.batches}"
+            return f"[{event.stage}] |{bar}| {where}{left}"
         parts = [f"[{event.stage}] |{bar}| epoch {event.epoch}/{event.epochs}"]
         if event.train_loss is not None:
             parts.append(f"loss {event.train_loss:.4f}")

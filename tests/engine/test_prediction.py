@@ -57,6 +57,26 @@ def test_tiled_equals_untiled_2p5d(tile, predictor, make_image):
     assert_same(tiled, untiled)
 
 
+def test_a_large_single_image_reports_progress_tile_by_tile(predictor, make_image):
+    events = []
+    image = make_image((64, 64))
+    tiled = predictor(tile_size=16, batch_size=2, depth=1).predict(image, callback=events.append)
+    tiles = [e for e in events if e.kind == "tile"]
+    assert [(e.batch, e.batches) for e in tiles] == [(i, 8) for i in range(1, 8)]  # 16 tiles in batches of 2
+    fractions = [e.fraction for e in tiles] + [events[-1].fraction]
+    assert fractions == sorted(fractions) and events[-1].kind == "plane" and fractions[-1] == 1.0
+    assert tiles[3].fraction == pytest.approx(0.5)
+    assert_same(tiled, predictor(depth=1).predict(image))  # reporting changes nothing
+
+
+def test_stack_tile_progress_counts_the_planes(predictor, make_image):
+    events = []
+    predictor(tile_size=16, batch_size=4, depth=1).predict(make_image((3, 32, 64)), callback=events.append)
+    tiles = [e for e in events if e.kind == "tile"]
+    assert [(e.epoch, e.batch, e.batches) for e in tiles] == [(z, 1, 2) for z in (1, 2, 3)]  # 8 tiles, 4 a batch
+    assert [round(e.fraction, 4) for e in tiles] == [round((z + 0.5) / 3, 4) for z in range(3)]
+
+
 def test_tile_size_is_rounded_to_the_pooling_step(predictor):
     assert predictor(depth=2, tile_size=30).tile_size == 28
     assert predictor(depth=2, tile_size=1).tile_size == 4
@@ -98,7 +118,8 @@ def test_predict_file_streams_and_matches_in_memory(mode, predictor, make_image,
     result = tifffile.imread(target)
     assert result.shape == stack.shape and result.dtype == np.float32
     assert_same(result, expected)
-    assert [e.batch for e in planes] == [1, 2, 3, 4, 5] and planes[-1].fraction == 1.0
+    assert [e.batch for e in planes if e.kind == "plane"] == [1, 2, 3, 4, 5] and planes[-1].fraction == 1.0
+    assert {e.kind for e in planes} == {"plane", "tile"}  # several tile batches per plane report too
     assert sorted(p.name for p in target.parent.iterdir()) == ["denoised.tif"]
 
 
@@ -106,7 +127,7 @@ def stop_after_planes(count: int):
     stop = StopRequest()
 
     def callback(event):
-        if event.batch >= count:
+        if event.kind == "plane" and event.batch >= count:
             stop.set()
 
     return stop, callback

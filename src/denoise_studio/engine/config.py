@@ -202,7 +202,9 @@ class SupervisedConfig(_Strict):
         "(CARE with a filter-made target).",
     )
     register_target: bool = Field(
-        False, description="Shift the target onto the input when they are misaligned (phase correlation)."
+        False,
+        description="Shift the target onto the input when they are misaligned (the shift comes from the "
+        "windowed cross-correlation of the two images).",
     )
     max_shift: float = Field(
         1.0, ge=0.0, le=100.0, description="Largest misalignment (pixels) accepted without registering."

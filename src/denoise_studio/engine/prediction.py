@@ -10,7 +10,7 @@ with no more overlap than that.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +62,17 @@ class Predictor:
         self.batch_size = max(1, int(batch_size))
 
     # -- one plane ---------------------------------------------------------------------------
-    def predict_normalized_plane(self, channels: np.ndarray, stop: StopRequest | None = None) -> np.ndarray:
-        """Predict one plane from normalised input channels ``(C, Y, X)``; returns normalised ``(Y, X)``."""
+    def predict_normalized_plane(
+        self,
+        channels: np.ndarray,
+        stop: StopRequest | None = None,
+        on_tiles: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Predict one plane from normalised input channels ``(C, Y, X)``; returns normalised ``(Y, X)``.
+
+        ``on_tiles(done, total)`` is called after each batch of tiles of a plane made of several
+        batches, so that a single large image reports progress too.
+        """
         _, height, width = channels.shape
         step, m = self.model.step, self.margin
         extra_y, extra_x = (-height) % step, (-width) % step
@@ -79,6 +88,8 @@ class Predictor:
         by_shape: dict[tuple[int, int], list] = {}
         for tile in tiles:
             by_shape.setdefault(tile[2:], []).append(tile)
+        batches = sum(-(-len(group) // self.batch_size) for group in by_shape.values())
+        done = 0
         with torch.no_grad(), autocast_context(self.device, self.precision):
             for (th, tw), group in by_shape.items():
                 for start in range(0, len(group), self.batch_size):
@@ -90,6 +101,9 @@ class Predictor:
                     result = self.forward(tensor)[:, 0, m : m + th, m : m + tw].float().cpu().numpy()
                     for (y, x, _, _), tile in zip(chunk, result, strict=True):
                         output[y : y + th, x : x + tw] = tile
+                    done += 1
+                    if on_tiles is not None and batches > 1 and done < batches:
+                        on_tiles(done, batches)
         return output[:height, :width]
 
     # -- images and stacks ---------------------------------------------------------------------
@@ -114,7 +128,9 @@ class Predictor:
         start = time.perf_counter()
         depth = normalized.shape[0]
         for z in range(depth):
-            plane = self.predict_normalized_plane(plane_input(normalized, z, self.mode), stop)
+            plane = self.predict_normalized_plane(
+                plane_input(normalized, z, self.mode), stop, _tile_reporter(callback, z, depth, start)
+            )
             yield self.output_normalization.denormalize(plane)
             emit(callback, _plane_event(z, depth, start))
 
@@ -143,7 +159,7 @@ class Predictor:
             wanted = triplet_indices(z, depth) if self.mode == "2.5d" else (z,)
             cache = {i: cache[i] if i in cache else self._read_plane(stack, i) for i in set(wanted)}
             channels = np.stack([cache[i] for i in wanted])
-            plane = self.predict_normalized_plane(channels, stop)
+            plane = self.predict_normalized_plane(channels, stop, _tile_reporter(callback, z, depth, start))
             yield self.output_normalization.denormalize(plane)
             emit(callback, _plane_event(z, depth, start))
 
@@ -165,3 +181,29 @@ def _plane_event(z: int, depth: int, start: float) -> ProgressEvent:
         elapsed=elapsed,
         time_left=elapsed / done * (1 - done),
     )
+
+
+def _tile_reporter(callback: ProgressCallback | None, z: int, depth: int, start: float):
+    """``on_tiles`` for plane ``z``: a ``tile`` event whose fraction is ``(z + done / total) / depth``."""
+    if callback is None:
+        return None
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - start
+        fraction = (z + done / total) / depth
+        emit(
+            callback,
+            ProgressEvent(
+                "tile",
+                "prediction",
+                RunState.PREDICTING,
+                batch=done,
+                batches=total,
+                epoch=z + 1,
+                epochs=depth,
+                elapsed=elapsed,
+                time_left=elapsed / fraction * (1 - fraction),
+            ),
+        )
+
+    return report
