@@ -29,7 +29,7 @@ from denoise_studio.engine.training import train
 from denoise_studio.engine.unet import UNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402
+from report import machine, native_bf16, write_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "paired"
@@ -80,8 +80,9 @@ def speed_section(noisy: np.ndarray, reference: np.ndarray, seconds: float) -> l
     runs = {
         "baseline (depth 2, 32 features, fp32)": {"base_features": 32, "precision": "fp32"},
         "Fast preset, fp32": {"precision": "fp32"},
-        "Fast preset, bf16 autocast": {"precision": "bf16"},
     }
+    if native_bf16() or torch.cuda.is_available():  # emulated bf16 is slower than fp32: not worth a row
+        runs["Fast preset, bf16 autocast"] = {"precision": "bf16"}
     rows, models = [], {}
     for label, overrides in runs.items():
         config = make_config("n2v", "2d", "fast", {"max_time": seconds, "epochs": 10_000, **overrides})
@@ -130,6 +131,10 @@ def _rate(predict, pixels: int, repeats: int = 3) -> float:
     return repeats * pixels / 1e6 / (time.perf_counter() - start)
 
 
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.split(",")[0].lower()).strip("-")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -139,11 +144,24 @@ def main(argv: list[str] | None = None) -> int:
         "--w2s-methods", nargs="+", default=["n2v"], help="methods run on the W2S pairs (each costs max-time per image)"
     )
     parser.add_argument("--quick", action="store_true", help="two FMD images, 30 s per model, no file written")
+    parser.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="only the in-process speed comparison (60 s per run), written to its own section with the machine",
+    )
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"skipped: the paired data folder {args.data} is not there", file=sys.stderr)
         return 0
     budget = 30.0 if args.quick else args.max_time
+    if args.speed_only:
+        _, noisy_path, ref_path, _ = pairs(args.data, True)[0]
+        lines = ["## Speed on another machine", "", f"Machine: {machine()}."]
+        lines += speed_section(load_image(noisy_path)[0], load_image(ref_path)[0].astype(np.float32), 60.0)
+        text = "\n".join(lines) + "\n"
+        print(text)
+        print(f"written: {write_section('speed-' + _slug(machine()), text)}")
+        return 0
 
     filter_names = [f"{n} {s:g}" for n, s in BASELINE_FILTERS]
     header = ["image", "noisy", *filter_names, *(m.upper() for m in args.methods)]
@@ -182,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## Noise2Void family on real paired data",
         "",
-        f"Produced by `python benchmarks/benchmark_fmd.py` (max-time {budget:g} s per model) on a "
-        f"{torch.get_num_threads()}-thread CPU, torch {torch.__version__}. Data: `../shared/data/paired/` "
+        f"Produced by `python benchmarks/benchmark_fmd.py` (max-time {budget:g} s per model) on "
+        f"{machine()}. Data: `../shared/data/paired/` "
         "(FMD confocal: single frame vs 50-frame average; W2S widefield: single shot vs 400-shot average, "
         "PSNR after an affine fit because the two were normalised separately). Each model is trained on "
         "the noisy image alone, without the reference.",

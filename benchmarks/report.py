@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -22,3 +24,31 @@ def write_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(updated)
     return path
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return info.readlines()
+    except OSError:
+        return []
+
+
+def native_bf16() -> bool:
+    """Whether the processor has bf16 instructions (AVX512-BF16 or AMX); without them bf16 autocast is
+    emulated and slower than fp32."""
+    flags = next((line for line in _cpuinfo() if line.startswith("flags")), "")
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def machine() -> str:
+    """The processor and thread count, for the header of a benchmark section: timings and budgets
+    (``max_time``) mean different numbers of steps on different processors."""
+    import torch
+
+    names = [line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")]
+    model = names[0] if names else (platform.processor() or platform.machine())
+    return (
+        f"{model}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"{'native' if native_bf16() else 'no native'} bf16 ({os.cpu_count()} cores)"
+    )

@@ -91,11 +91,23 @@ def compare_shots(viewer, studio, denoised: str | None) -> None:
     compare.set_filter("gaussian", size=1.5)
     compare.set_filter("median", size=3)
     compare.set_filter("nlm", size=6)
+    wait_until(lambda: "confocal noisy gaussian 1.5 (preview)" in viewer.layers)
+    grab(compare, "compare_dock_preview.png")
     compare.compute()
     wait_until(lambda: compare.job is None)
     grab(compare, "compare_dock.png")
     window_shot(viewer, "compare_side_by_side.png")
     compare.side_by_side.close()
+
+
+def autostruct_config_shot(studio) -> None:
+    """The Configure dock for autoStructN2V: two stage columns and the Mask extractor section."""
+    studio.show_tab("method")
+    studio.method.method_buttons["autostructn2v"].setChecked(True)
+    studio.show_tab("configure")
+    studio.configure.preset_buttons["fast"].click()
+    grab(studio.configure, "config_dock_autostruct.png")
+    studio.method.method_buttons["n2v"].setChecked(True)
 
 
 def main() -> int:
@@ -114,6 +126,7 @@ def main() -> int:
     settle(1.0)
 
     if args.only_new:
+        autostruct_config_shot(studio)
         compare_shots(viewer, studio, None)
         viewer.close()
         return 0
@@ -145,6 +158,7 @@ def main() -> int:
     compare_shots(viewer, studio, denoised)
 
     if not args.skip_autostruct:
+        autostruct_config_shot(studio)
         # 4. autoStructN2V on the STEM sample with scan-line noise, up to the mask review.
         for layer in list(viewer.layers):
             viewer.layers.remove(layer)
