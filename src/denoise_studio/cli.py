@@ -86,11 +86,8 @@ class ProgressPrinter:
         filled = int(round(event.fraction * self.width))
         bar = "#" * filled + "-" * (self.width - filled)
         left = f" ~{_duration(event.time_left)} left" if event.time_left is not None else ""
-        if event.kind == "plane":
-            return f"[{event.stage}] |{bar}| plane {event.batch}/{event.batches}{left}"
-        if event.kind == "tile":
-            where = f"plane {event.epoch}/{event.epochs}, tiles {event.batch}/{event.batches}"
-            return f"[{event.stage}] |{bar}| {where}{left}"
+        if event.kind in ("plane", "tile"):
+            return f"[{event.stage}] |{bar}| {event.prediction_position}{left}"
         parts = [f"[{event.stage}] |{bar}| epoch {event.epoch}/{event.epochs}"]
         if event.train_loss is not None:
             parts.append(f"loss {event.train_loss:.4f}")

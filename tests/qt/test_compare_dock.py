@@ -84,6 +84,16 @@ def test_live_preview_follows_the_slider_and_gives_way_to_compute(pair, qtbot, s
     np.testing.assert_allclose(layer.data, apply_filter(noisy, "gaussian", 3.0))
     assert sum(name.endswith("(preview)") for name in (layer.name for layer in viewer.layers)) == 1
 
+    # Another noisy layer of another shape: its preview replaces the first one, none is left behind.
+    viewer.add_image(noisy[:40, :48].copy(), name="crop")
+    dock.set_noisy("crop")
+    qtbot.waitUntil(lambda: "crop gaussian 3 (preview)" in viewer.layers, timeout=5_000)
+    assert [name for name in (layer.name for layer in viewer.layers) if name.endswith("(preview)")] == [
+        "crop gaussian 3 (preview)"
+    ]
+    dock.set_noisy("noisy")
+    qtbot.waitUntil(lambda: "noisy gaussian 3 (preview)" in viewer.layers, timeout=5_000)
+
     dock.set_filter("nlm")  # too slow to follow a slider: no preview, measured by Compute only
     dock.set_filter("median", size=5)
     qtbot.waitUntil(lambda: "noisy median 5 (preview)" in viewer.layers, timeout=5_000)

@@ -222,7 +222,7 @@ class CompareDock(QWidget):
         checked = set(self.chosen_results())
         self.result_list.clear()
         for name in self._names():
-            if name in (self.noisy_combo.currentText(), self.reference()) or name.endswith(PREVIEW_SUFFIX):
+            if name in (self.noisy_combo.currentText(), self.reference()) or self._is_preview(name):
                 continue  # they have their own places in the comparison; previews are not results
             item = QListWidgetItem(name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
@@ -313,6 +313,7 @@ class CompareDock(QWidget):
                         layer.name = unique_layer_name(self.viewer, wanted_name)
                         self.preview_layers[name] = layer.name
                 else:
+                    self._drop_previews(keep=set(self.preview_layers) - {name})  # e.g. another noisy layer's shape
                     self.preview_layers[name] = self._add_filter_layer(noisy_name, spec.label, image, preview=True)
         else:
             self._set_status(f"Preview failed: {outcome.message}", ok=False)
@@ -325,6 +326,11 @@ class CompareDock(QWidget):
             layer_name = self.preview_layers.pop(name)
             if layer_name in self.viewer.layers:
                 self.viewer.layers.remove(layer_name)
+
+    def _is_preview(self, name: str) -> bool:
+        # The metadata flag is there from the moment the layer is inserted (the list refreshes then).
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
+        return bool(layer is not None and layer.metadata.get("denoise_studio", {}).get("preview"))
 
     def chosen_names(self) -> set[str]:
         return {name for name, check in self.filter_checks.items() if check.isChecked()}

@@ -256,12 +256,7 @@ class ResultsDock(QWidget):
 
     def _on_progress(self, event: ProgressEvent) -> None:
         self.progress.setValue(int(event.fraction * PROGRESS_STEPS))
-        where = (
-            f"plane {event.epoch}/{event.epochs}, tiles {event.batch}/{event.batches}"
-            if event.kind == "tile"
-            else f"plane {event.batch}/{event.batches}"
-        )
-        self.progress.setFormat(f"{where} · {format_duration(event.time_left)}")
+        self.progress.setFormat(f"{event.prediction_position} · {format_duration(event.time_left)}")
 
     def _on_done(self, outcome: Outcome) -> None:
         self.job = None

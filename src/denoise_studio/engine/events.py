@@ -46,6 +46,13 @@ class ProgressEvent:
     extra: dict = field(default_factory=dict)
 
     @property
+    def prediction_position(self) -> str:
+        """Where a prediction is: ``plane i/n`` (``plane`` events), ``plane i/n, tiles j/m`` (``tile`` events)."""
+        if self.kind == "tile":
+            return f"plane {self.epoch}/{self.epochs}, tiles {self.batch}/{self.batches}"
+        return f"plane {self.batch}/{self.batches}"
+
+    @property
     def fraction(self) -> float:
         """Overall progress in [0, 1] (by epochs and batches, or by the time budget when it binds)."""
         if self.epochs <= 0:
