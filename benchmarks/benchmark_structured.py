@@ -23,8 +23,8 @@ from scipy import ndimage
 from denoise_studio.engine.config import make_autostruct_config
 from denoise_studio.engine.filters import BASELINE_FILTERS, apply_filter
 from denoise_studio.engine.io import load_image
-from denoise_studio.engine.methods.autostruct import AutoStructPipeline
 from denoise_studio.engine.metrics import affine_psnr, psnr, ssim
+from denoise_studio.engine.pipelines.autostruct import AutoStructPipeline
 from denoise_studio.engine.prediction import Predictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from denoise_studio.cli import EXIT_BAD_INPUT, main
-from denoise_studio.engine.model_files import load_model
+from denoise_studio.engine.persistence import load_model
 from denoise_studio.engine.prediction import Predictor
 
 TINY_FLAGS = [
@@ -75,7 +75,7 @@ def test_predict_a_stack(trained_run, workdir, make_image):
     result = tifffile.imread(out)
     assert result.shape == stack.shape and result.dtype == np.float32 and np.isfinite(result).all()
     loaded = load_model(trained_run[0])
-    expected = Predictor(loaded.model, loaded.normalization, loaded.mode, tile_size=32).predict(stack)
+    expected = Predictor(loaded.network, loaded.normalization, loaded.mode, tile_size=32).predict(stack)
     np.testing.assert_allclose(result, expected, rtol=1e-6)
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from denoise_studio.engine.config import ConfigError, MaskExtractorConfig, make_autostruct_config
 from denoise_studio.engine.data import kernel_symmetries
-from denoise_studio.engine.events import PipelineStateError, StopRequest
+from denoise_studio.engine.errors import PipelineStateError
+from denoise_studio.engine.events import StopRequest
 from denoise_studio.engine.io import load_image
-from denoise_studio.engine.methods.autostruct import AutoStructPipeline, AutoStructState, stage2_mask_percent
-from denoise_studio.engine.model_files import ModelFileError, load_model
+from denoise_studio.engine.persistence import ModelFileError, load_model
+from denoise_studio.engine.pipelines.autostruct import AutoStructPipeline, AutoStructState, stage2_mask_percent
 from denoise_studio.engine.prediction import Predictor
 from denoise_studio.samples import sample_path
 
@@ -69,11 +72,11 @@ def test_states_regenerate_edit_approve_and_files(tmp_path, noisy_2d, tiny_autos
         assert (tmp_path / name).exists(), name
     np.testing.assert_array_equal(np.load(tmp_path / "mask.npy"), edited)
     loaded = load_model(tmp_path)
-    assert loaded.record["method"] == "autostructn2v"
-    assert set(loaded.stage_models) == {"stage1", "stage2"}
+    assert loaded.method == "autostructn2v"
+    assert set(loaded.stage_networks) == {"stage1", "stage2"}
     np.testing.assert_array_equal(loaded.mask, edited)
     expected = Predictor(pipeline.stage2.model, pipeline.normalization, "2d", precision="fp32").predict(noisy_2d)
-    restored = Predictor(loaded.model, loaded.normalization, "2d", precision="fp32").predict(noisy_2d)
+    restored = Predictor(loaded.network, loaded.normalization, "2d", precision="fp32").predict(noisy_2d)
     np.testing.assert_allclose(restored, expected, atol=1e-5)
 
 
@@ -85,7 +88,8 @@ def test_skip_stage2_keeps_stage1(tmp_path, noisy_2d, tiny_autostruct):
     assert pipeline.state == AutoStructState.SKIPPED
     assert pipeline.final is pipeline.stage1
     loaded = load_model(tmp_path)
-    assert loaded.record["final_stage"] == "stage1" and "stage2" not in loaded.stage_models
+    assert json.loads((tmp_path / "config.json").read_text())["final_stage"] == "stage1"
+    assert set(loaded.stage_networks) == {"stage1"} and loaded.network is loaded.stage_networks["stage1"]
     with pytest.raises(PipelineStateError):
         pipeline.run_stage2()
 
@@ -137,8 +141,8 @@ def test_stop_before_stage2_trains_keeps_stage1(tmp_path, noisy_2d, tiny_autostr
     pipeline.run_stage2()
     assert pipeline.state == AutoStructState.STOPPED and pipeline.stage2 is None
     assert pipeline.final is pipeline.stage1
-    loaded = load_model(tmp_path)
-    assert loaded.record["final_stage"] == "stage1" and not (tmp_path / "stage2.pth").exists()
+    assert set(load_model(tmp_path).stage_networks) == {"stage1"} and not (tmp_path / "stage2.pth").exists()
+    assert json.loads((tmp_path / "config.json").read_text())["final_stage"] == "stage1"
 
 
 def test_given_mask_trains_stage2_only_with_symmetric_flips(tmp_path, noisy_2d, tiny_autostruct):
@@ -150,7 +154,9 @@ def test_given_mask_trains_stage2_only_with_symmetric_flips(tmp_path, noisy_2d, 
     assert pipeline.stage1 is None and pipeline.state == AutoStructState.DONE
     # A horizontal line survives flips but not 90-degree rotations or transposes.
     assert kernel_symmetries(mask) == (0, 1, 2, 3)
-    assert load_model(tmp_path).record["final_stage"] == "stage2"
+    loaded = load_model(tmp_path)
+    assert set(loaded.stage_networks) == {"stage2"} and loaded.network is loaded.stage_networks["stage2"]
+    assert json.loads((tmp_path / "config.json").read_text())["final_stage"] == "stage2"
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ def test_resolve_key():
         ({"epochs": "many"}, "training.epochs"),
         ({"augment": "maybe"}, "data.augment"),
         ({"strategy": "random"}, "masking.strategy"),
-        ({"patch_size": 48, "depth": 5}, "data.patch_size (48) must be a multiple of 2**model.depth (32)"),
+        ({"patch_size": 48, "depth": 5}, "data.patch_size (48) must be a multiple of 32: the U-Net halves it"),
         ({"patch_size": 32, "depth": 4}, "data.patch_size (32) is too small for model.depth 4"),
         ({"struct_mask": [[[True]], [[True]]]}, "masking.struct_mask"),
         ({"struct_mask": [[[True, False], [False, True]]]}, "masking.struct_mask"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from denoise_studio.engine.model_files import (
+from denoise_studio.engine.persistence import (
     CONFIG_FILE,
     FORMAT_VERSION,
     WEIGHTS_FILE,
@@ -39,7 +39,7 @@ def test_round_trip_gives_identical_predictions(saved, make_image):
     assert loaded.config == config and loaded.normalization == norm and loaded.mode == "2.5d"
     stack = make_image((4, 40, 44))
     np.testing.assert_array_equal(
-        predict(loaded.model, loaded.normalization, loaded.mode, stack), predict(model, norm, config.mode, stack)
+        predict(loaded.network, loaded.normalization, loaded.mode, stack), predict(model, norm, config.mode, stack)
     )
 
 
@@ -49,7 +49,7 @@ def test_load_from_the_json_file_and_explicit_weights(saved, tmp_path):
     os.replace(run_dir / WEIGHTS_FILE, moved)
     loaded = load_model(run_dir / CONFIG_FILE, weights=moved)
     for key, value in model.state_dict().items():
-        assert torch.equal(loaded.model.state_dict()[key], value)
+        assert torch.equal(loaded.network.state_dict()[key], value)
 
 
 def test_config_json_records_the_run(saved):

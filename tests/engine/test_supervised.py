@@ -13,7 +13,7 @@ from denoise_studio.engine.config import ConfigError
 from denoise_studio.engine.filters import FILTERS, apply_filter, apply_filter_spec, parse_filter_spec
 from denoise_studio.engine.io import InputError
 from denoise_studio.engine.metrics import psnr
-from denoise_studio.engine.model_files import load_model, save_model
+from denoise_studio.engine.persistence import load_model, save_model
 from denoise_studio.engine.prediction import Predictor
 from denoise_studio.engine.training import train
 from denoise_studio.engine.unet import DeconvUNet
@@ -108,7 +108,7 @@ def test_deconoising_outputs(tiny_config, pair, tmp_path):
     # Round trip through the model files keeps the PSF head.
     save_model(tmp_path, config, result.normalization, result.model.state_dict())
     loaded = load_model(tmp_path)
-    assert isinstance(loaded.model, DeconvUNet) and loaded.model.psf_sigma == 1.0
+    assert isinstance(loaded.network, DeconvUNet) and loaded.network.psf_sigma == 1.0
 
 
 def test_deconvolved_output_needs_a_deconv_model(tiny_config, make_model):

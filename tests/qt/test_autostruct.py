@@ -74,7 +74,7 @@ def test_autostruct_2p5d_review_edit_regenerate_approve(studio, qtbot, workspace
     assert noise_sigma(stage2) < noise_sigma(noisy)
 
     model = widget.session.model
-    assert model.method == "autostructn2v" and set(model.stage_models) == set(STAGES)
+    assert model.method == "autostructn2v" and set(model.stage_networks) == set(STAGES)
     assert np.array_equal(np.load(model.run_dir / "mask.npy"), edited)
     record = json.loads((model.run_dir / "config.json").read_text())
     assert record["method"] == "autostructn2v" and record["final_stage"] == "stage2"
@@ -94,7 +94,7 @@ def test_autostruct_2p5d_review_edit_regenerate_approve(studio, qtbot, workspace
     widget.session.set_model(None)
     assert widget.method.import_model(model.run_dir)
     imported = widget.session.model
-    assert set(imported.stage_models) == set(STAGES) and np.array_equal(imported.mask, edited)
+    assert set(imported.stage_networks) == set(STAGES) and np.array_equal(imported.mask, edited)
     assert not widget.results.with_stage1.isHidden() and widget.results.with_stage1.isChecked()
 
 
@@ -108,7 +108,7 @@ def test_skip_stage2_keeps_the_stage1_model(studio, qtbot, synchronous):
     assert widget.training.state == "complete"
     assert widget.training.panels["stage2"].state == "skipped"
     model = widget.session.model
-    assert set(model.stage_models) == {"stage1"} and model.mask is None
+    assert set(model.stage_networks) == {"stage1"} and model.mask is None
     assert "lines denoised (autoStructN2V)" in viewer.layers
     assert json.loads((model.run_dir / "config.json").read_text())["state"] == "skipped"
 
@@ -125,7 +125,7 @@ def test_stop_at_the_review_gate_keeps_stage1_and_unlocks(studio, qtbot, workspa
     click(qtbot, widget.training.stop_button)
     assert widget.training.state == "stopped"
     assert not widget.session.active and not widget.review.approve_button.isEnabled()
-    assert widget.session.model is not None and "stage1" in widget.session.model.stage_models
+    assert widget.session.model is not None and "stage1" in widget.session.model.stage_networks
 
 
 def test_auto_approve_goes_straight_to_stage2(studio, qtbot, synchronous):
@@ -136,4 +136,4 @@ def test_auto_approve_goes_straight_to_stage2(studio, qtbot, synchronous):
     assert widget.configure.editor("auto_approve").value() is True  # one config, two views
     assert widget.training.start()
     assert widget.training.state == "complete"
-    assert set(widget.session.model.stage_models) == set(STAGES)
+    assert set(widget.session.model.stage_networks) == set(STAGES)

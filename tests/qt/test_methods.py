@@ -75,6 +75,7 @@ def test_care_trains_into_the_targets_scale(studio, qtbot, synchronous):
 
 
 def test_a_shifted_target_is_refused_before_training(studio, qtbot, synchronous):
+    # The alignment (an FFT of both images) is checked in the worker, never on the GUI thread.
     viewer, widget = studio
     clean = clean_image()
     viewer.add_image(noisy_image((80, 80)), name="noisy")
@@ -82,8 +83,10 @@ def test_a_shifted_target_is_refused_before_training(studio, qtbot, synchronous)
     click(qtbot, widget.method.method_buttons["care"])
     widget.method.select_target("shifted")
     click(qtbot, widget.training.start_button)
-    assert "is shifted by (" in widget.training.notice.text() and "pixels" in widget.training.notice.text()
-    assert widget.training.state == "pending" and widget.session.model is None
+    status = widget.training.status_label.text()
+    assert "is shifted by (" in status and "pixels" in status
+    assert widget.training.state == "failed" and widget.session.model is None
+    assert not widget.session.active and widget.training.start_button.isEnabled()
 
     # Registration shifts the target back, so the same pair trains.
     widget.method.editor("supervised.register_target").input.setChecked(True)

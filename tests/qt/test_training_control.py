@@ -76,7 +76,7 @@ def test_failed_training_reports_the_reason(studio, synchronous, monkeypatch):
     def broken_train(*_args, **_kwargs):
         raise RuntimeError("simulated engine failure")
 
-    monkeypatch.setattr("denoise_studio._qt.training_run.train", broken_train)
+    monkeypatch.setattr("denoise_studio.engine.run.train", broken_train)
     assert widget.training.start()
     assert widget.training.state == "failed"
     assert "simulated engine failure" in widget.training.status_label.text()

@@ -58,7 +58,7 @@ def test_n2v_on_the_confocal_sample_in_a_real_thread(studio, qtbot, workspace, t
     record = json.loads((model.run_dir / "config.json").read_text())
     assert record["method"] == "n2v" and record["config"]["training"]["epochs"] == TINY["epochs"]
     assert (model.run_dir / "model.pth").exists()
-    results = list((workspace / "results" / model.training_id).glob("*.tif"))
+    results = list((workspace / "results" / model.name).glob("*.tif"))
     assert [path.name for path in results] == ["confocal_noisy_denoised.tif"]
     card = {widget.results.card_layout.itemAt(i).widget().text() for i in range(widget.results.card_layout.count())}
     assert "Noise2Void" in card and "2D" in card
@@ -106,7 +106,7 @@ def test_training_data_can_come_from_a_tiff_file(studio, tmp_path):
 
     viewer, widget = studio
     path = tmp_path / "stack.tif"
-    tifffile.imwrite(path, noisy_image((4, 48, 48)))
+    tifffile.imwrite(path, noisy_image((4, 48, 48)), photometric="minisblack")
     name = widget.method.open_tiff(path)
     assert name == "stack" and viewer.layers["stack"].data.shape == (4, 48, 48)
     assert widget.session.source_layer == "stack"
@@ -126,7 +126,7 @@ def test_process_data_streams_a_tiff_file_to_the_results_folder(studio, qtbot, w
     viewer.add_image(noisy_image((64, 64)), name="noisy")
     set_fields(widget.configure, TINY)
     assert widget.training.start()
-    training_id = widget.session.model.training_id
+    training_id = widget.session.model.name
 
     path = tmp_path / "big stack.tif"
     tifffile.imwrite(path, noisy_image((3, 48, 56), seed=9))

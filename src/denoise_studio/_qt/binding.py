@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from qtpy.QtCore import QObject, Signal
 
-from ..engine.config import ConfigError
+from ..engine.errors import ConfigError
 from .fields import FieldEditor, errors_by_editor, get_path, set_path
 from .session import Session
 
@@ -64,7 +64,7 @@ class ConfigBinding(QObject):
             new_config = type(config).from_dict(data)
         except ConfigError as err:
             message = str(err)
-            flagged = errors_by_editor(message, self.editors) or {editor: message}
+            flagged = errors_by_editor(err, self.editors) or {editor: message}
             for bound in self.editors:
                 bound.set_error(flagged.get(bound))
             self.session.set_config_error(message)

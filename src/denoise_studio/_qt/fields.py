@@ -23,6 +23,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..engine.errors import ConfigError
+
 #: Labels shown in the docks; the field name is used for anything not listed.
 LABELS = {
     "patch_size": "Patch size",
@@ -388,22 +390,24 @@ def get_path(data: dict, path: tuple[str, ...]) -> Any:
     return data
 
 
-def errors_by_editor(message: str, editors: list[FieldEditor]) -> dict[FieldEditor, str]:
-    """Spread a ConfigError message over the editors of the fields it names.
+def errors_by_editor(error: ConfigError, editors: list[FieldEditor]) -> dict[FieldEditor, str]:
+    """Spread a ConfigError over the editors of the fields it names, from its (field path, message) pairs.
 
-    Messages look like ``"config: data.patch_size (30) must be a multiple of 2**model.depth (4)"`` or
-    ``"stage1: data.patch_size ..."``; one message may hold several parts joined by ``"; "``.
+    An issue flags the editor of its own field, and the editors of other fields its message names
+    (``data.patch_size (72) must be a multiple of 16: ... model.depth (4) ...`` flags both). Editors
+    of an autoStructN2V stage (``("stage1", "data", "patch_size")``) only take that stage's issues.
     """
     found: dict[FieldEditor, str] = {}
-    for part in (p.strip() for p in message.split("; ")):
-        if not part:
-            continue
-        head, _, text = part.partition(": ")
+    for path, message in error.issues:
+        head = path.split(".")[0] if path else ""
         for editor in editors:
             scoped = len(editor.path) > 2  # e.g. ("stage1", "data", "patch_size")
             local = ".".join(editor.path[1:] if scoped else editor.path)
-            if scoped and head.split(".")[0] != editor.path[0] and not part.startswith(editor.dotted):
-                continue
-            if local in part or editor.dotted in part:
-                found[editor] = text or part
+            relative = path
+            if scoped:
+                if head != editor.path[0]:
+                    continue
+                relative = path[len(head) + 1 :]
+            if relative == local or local in message:
+                found[editor] = message
     return found

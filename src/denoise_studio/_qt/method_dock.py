@@ -26,49 +26,23 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..engine.config import MIN_SLICES_2P5D, DeconvConfig, SupervisedConfig
+from ..engine.config import DeconvConfig, SupervisedConfig
 from ..engine.io import InputError, load_image
-from ..engine.model_files import ModelFileError
+from ..engine.persistence import ModelFileError
+from ..engine.registry import DECONVOLUTION_METHODS, METHODS, MODES, TARGET_METHODS
 from .binding import ConfigBinding
 from .fields import FieldEditor, FilterSpecEditor
-from .session import TARGET_METHODS, Session, session_for, unique_layer_name
+from .session import Session, session_for, unique_layer_name
 
 if TYPE_CHECKING:
     import napari
 
-METHOD_CHOICES = (
-    ("n2v", "Noise2Void", "Noise independent from pixel to pixel (shot and read noise): the default choice."),
-    ("n2v2", "N2V2", "Like Noise2Void, without its checkerboard artefacts; try it when N2V looks blocky."),
-    (
-        "n2n",
-        "Noise2Noise",
-        "Two noisy acquisitions of the same field (noise independent between them): learns one from the other.",
-    ),
-    (
-        "care",
-        "CARE",
-        "A clean (high-SNR) image of the same field, or a filter-made target: supervised noisy → clean.",
-    ),
-    (
-        "autoencoder",
-        "Autoencoder",
-        "No second image and no blind spot: a bottleneck network as a quick baseline; smooths fine detail.",
-    ),
-    (
-        "autostructn2v",
-        "autoStructN2V",
-        "Noise correlated along lines or stripes (scan lines, camera patterns): "
-        "finds the noise structure, lets you review it as a mask, then trains structN2V.",
-    ),
-)
-MODE_CHOICES = (
-    ("2d", "2D", "Each image or slice on its own."),
-    ("2.5d", "2.5D", f"Uses the slices above and below; needs a stack of at least {MIN_SLICES_2P5D} slices."),
-)
+METHOD_CHOICES = tuple((info.name, info.label, info.hint) for info in METHODS.values())
+MODE_CHOICES = tuple((info.name, info.label, info.hint) for info in MODES.values())
 OK_STYLE = "color: #30a46c;"
 ERROR_STYLE = "color: #e5484d;"
-PAIRED_METHODS = ("n2n", "care", "autoencoder")
-DECONV_METHODS = ("n2v", "n2v2")
+#: Methods with a Paired-data box: those that take a target, and the autoencoder (whose box explains it takes none).
+PAIRED_METHODS = (*TARGET_METHODS, "autoencoder")
 
 
 class MethodDock(QWidget):
@@ -382,7 +356,7 @@ class MethodDock(QWidget):
             self._set_status(self.import_status, False, str(err))
             show_error(f"Model not imported: {err}")
             return False
-        stages = f" (stages: {', '.join(sorted(model.stage_models))})" if model.stage_models else ""
+        stages = f" (stages: {', '.join(sorted(model.stage_networks))})" if model.stage_networks else ""
         self._set_status(
             self.import_status, True,
             f"Imported {model.title}{stages} from {model.run_dir}. Continue in Results and Inference: Process Data.",
@@ -419,7 +393,7 @@ class MethodDock(QWidget):
         training = self.session.workflow != "import"
         paired = method in TARGET_METHODS
         self.target_box.setVisible(training and method in PAIRED_METHODS)
-        self.deconv_box.setVisible(training and method in DECONV_METHODS)
+        self.deconv_box.setVisible(training and method in DECONVOLUTION_METHODS)
         for dotted, shown in (
             ("supervised.target_from", method == "care"),
             ("supervised.register_target", paired),

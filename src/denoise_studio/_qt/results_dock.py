@@ -25,11 +25,11 @@ from qtpy.QtWidgets import (
 
 from ..engine.events import ProgressEvent
 from ..engine.io import InputError
+from ..engine.model import TrainedModel
 from ..engine.prediction import PredictionStopped
 from .inference import Prediction, add_result_layers, predict_file, predict_image
 from .session import Session, session_for
 from .side_by_side import SideBySide
-from .trained_model import TrainedModel
 from .training_dock import format_duration
 from .worker import EngineJob, Outcome, guarded
 
@@ -152,7 +152,7 @@ class ResultsDock(QWidget):
                 text = QLabel(value)
                 text.setWordWrap(True)
                 self.card_layout.addRow(f"{label}:", text)
-        has_stage1 = model is not None and "stage1" in model.stage_models and "stage2" in model.stage_models
+        has_stage1 = model is not None and model.has_separate_stage1
         self.with_stage1.setVisible(has_stage1)
         self.with_stage1.setChecked(has_stage1)
         self._update_buttons()
@@ -209,7 +209,7 @@ class ResultsDock(QWidget):
         model = self.session.model
         if model is None:
             return self._refuse("no model yet: train one, or import one in Method and Data")
-        out_dir = self.session.results_dir(model.training_id)
+        out_dir = self.session.results_dir(model.name)
         with_stage1 = not self.with_stage1.isHidden() and self.with_stage1.isChecked()
         if self.from_file.isChecked():
             path = Path(self.file_edit.text().strip()).expanduser()
@@ -223,6 +223,8 @@ class ResultsDock(QWidget):
             what = path.name
         else:
             name = self.layer_combo.currentText()
+            if not name:
+                return self._refuse("no image layer to denoise: open an image, or choose a TIFF file")
             try:
                 image = self.session.layer_data(name)
             except InputError as err:

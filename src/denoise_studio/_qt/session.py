@@ -16,24 +16,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
-from ..engine.config import AutoStructConfig, ConfigError, DenoiseConfig, make_autostruct_config, make_config
+from .. import api
+from ..engine.config import AutoStructConfig, ConfigError, DenoiseConfig
 from ..engine.data import check_stack_for_mode
 from ..engine.events import ProgressEvent
 from ..engine.io import InputError, check_image
-from ..engine.model_files import load_model
-from ..engine.targets import prepare_targets
+from ..engine.model import TrainedModel
+from ..engine.registry import METHODS, MODES, PRESET_LABELS, TARGET_METHODS, mode_label
 from . import settings
-from .trained_model import MODE_NAMES, TrainedModel
 from .worker import EngineJob, Outcome
 
 if TYPE_CHECKING:
     import napari
 
-METHODS = ("n2v", "n2v2", "n2n", "care", "autoencoder", "autostructn2v")
-#: Methods that learn from a second image of the same field (CARE may build it with a filter instead).
-TARGET_METHODS = ("n2n", "care")
-MODES = ("2d", "2.5d")
-PRESET_NAMES = {"fast": "Fast", "balanced": "Balanced", "quality": "High Quality"}
+PRESET_NAMES = PRESET_LABELS
 
 RunConfig = DenoiseConfig | AutoStructConfig
 
@@ -56,9 +52,7 @@ def session_for(viewer: napari.Viewer) -> Session:
 
 
 def build_config(method: str, mode: str, preset: str) -> RunConfig:
-    if method == "autostructn2v":
-        return make_autostruct_config(mode, preset)
-    return make_config(method, mode, preset)
+    return api.make_config(method, mode, preset)
 
 
 def config_with_mode(config: RunConfig, mode: str) -> RunConfig:
@@ -226,22 +220,6 @@ class Session(QObject):
             return False, str(err)
         return True, f"target {name}: same shape as the input; alignment is checked at Start"
 
-    def checked_targets(self, image: np.ndarray) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
-        """(raw target, targets already checked by the engine) for a training on ``image``.
-
-        A layer target is checked here, before anything starts, so a shifted pair is refused with the
-        engine's message. Registration and filter-made targets are heavier: the training job resolves them.
-        """
-        found = self.target_data()
-        if found is None:
-            return None, None
-        _name, target = found
-        config = self.config
-        if config.supervised.register_target:
-            return target, None
-        stack = check_stack_for_mode(image, config.mode, name=self.source_layer or "image")
-        return target, prepare_targets(config, [stack], [target])
-
     def image_layers(self) -> list:
         from napari.layers import Image
 
@@ -277,7 +255,7 @@ class Session(QObject):
         planes = 1 if image.ndim == 2 else image.shape[0]
         size = f"{image.shape[-2]}×{image.shape[-1]}"
         what = size if planes == 1 else f"{planes} slices of {size}"
-        return True, f"{name}: {what}, ready for {MODE_NAMES[self.mode]} training"
+        return True, f"{name}: {what}, ready for {mode_label(self.mode)} training"
 
     # -- models ---------------------------------------------------------------------------------
     def new_training_id(self) -> str:
@@ -307,9 +285,7 @@ class Session(QObject):
 
         Raises ModelFileError with a readable message when the files are not a usable model.
         """
-        path = Path(path)
-        loaded = load_model(path, weights)
-        model = TrainedModel.from_loaded(loaded, path)
+        model = api.load_model(Path(path), weights)
         self.set_workflow("import")
         self.set_model(model)
         self.show_dock.emit("results")

@@ -277,15 +277,16 @@ class TrainingDock(QWidget):
         if not reason:
             try:
                 source, image = session.training_data()
-                # A missing, mis-shaped or shifted target refuses the start with the engine's message.
-                target, checked = session.checked_targets(image)
+                # A missing target refuses the start here; its alignment is checked in the job.
+                found = session.target_data()
+                target = None if found is None else found[1]
             except InputError as err:
                 reason = str(err)
         if reason:
             self._refuse(reason)
             return False
         self.notice.hide()
-        run = TrainingRun(session, source, image, target, checked)
+        run = TrainingRun(session, source, image, target)
         reason = run.start()  # every Training dock of this viewer attaches to it (see _attach)
         if reason:
             self._refuse(reason)

@@ -25,11 +25,11 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
-from ..engine.config import ConfigError
-from ..engine.events import PipelineStateError, ProgressCallback, ProgressEvent, StopRequest
+from ..engine.errors import ConfigError, PipelineStateError
+from ..engine.events import ProgressCallback, ProgressEvent, StopRequest
 from ..engine.io import InputError
-from ..engine.model_files import ModelFileError
-from ..engine.prediction import PredictionStopped
+from ..engine.persistence import ModelFileError, RunFolderError
+from ..engine.prediction import NonFiniteOutputError, PredictionStopped
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,10 @@ NOTHREADS_ENV = "DENOISE_STUDIO_NOTHREADS"
 _synchronous: bool | None = None
 
 #: Errors whose message is already written for the user; anything else gets its type name prepended.
-USER_ERRORS = (InputError, ConfigError, ModelFileError, PipelineStateError, PredictionStopped)
+USER_ERRORS = (
+    InputError, ConfigError, ModelFileError, RunFolderError, PipelineStateError, PredictionStopped,
+    NonFiniteOutputError,
+)  # fmt: skip
 
 EngineCall = Callable[[ProgressCallback, StopRequest], Any]
 

@@ -9,23 +9,25 @@ with a message that names the field.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import registry
+from .errors import ConfigError
 
 Method = Literal["n2v", "n2v2", "n2n", "care", "autoencoder"]
 Mode = Literal["2d", "2.5d"]
 Preset = Literal["fast", "balanced", "quality"]
 
-METHODS: tuple[str, ...] = ("n2v", "n2v2", "n2n", "care", "autoencoder")
-#: Blind-spot methods learn from the noisy images alone.
-BLIND_SPOT_METHODS: tuple[str, ...] = ("n2v", "n2v2")
-#: Methods that learn from (input, target) pairs: a second noisy acquisition (n2n), a clean
-#: acquisition or a filter-made target (care), or the input itself through a bottleneck (autoencoder).
-SUPERVISED_METHODS: tuple[str, ...] = ("n2n", "care", "autoencoder")
-TARGET_FILTERS: tuple[str, ...] = ("gaussian", "median", "nlm")
-MODES: tuple[str, ...] = ("2d", "2.5d")
-PRESETS: tuple[str, ...] = ("fast", "balanced", "quality")
+#: Single-network methods, as the registry lists them (autoStructN2V has its own config below).
+METHODS: tuple[str, ...] = registry.SINGLE_NETWORK_METHODS
+BLIND_SPOT_METHODS: tuple[str, ...] = registry.BLIND_SPOT_METHODS
+SUPERVISED_METHODS: tuple[str, ...] = registry.SUPERVISED_METHODS
+TARGET_FILTERS: tuple[str, ...] = registry.TARGET_FILTERS
+MODES: tuple[str, ...] = tuple(registry.MODES)
+PRESETS: tuple[str, ...] = registry.PRESETS
 
 #: Largest mask-extractor radius (kernel side 15, as CAREamics caps structN2V spans).
 MAX_EXTRACTOR_RADIUS = 7
@@ -33,12 +35,7 @@ MAX_EXTRACTOR_RADIUS = 7
 #: Fewest blind spots a patch may have (percent of its pixels).
 MIN_MASK_PERCENT = 0.05
 
-#: 2.5D needs enough slices for a meaningful train/validation split of centre slices.
-MIN_SLICES_2P5D = 20
-
-
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type or out of range."""
+MIN_SLICES_2P5D = registry.MIN_SLICES_2P5D
 
 
 class _Strict(BaseModel):
@@ -263,7 +260,10 @@ class DenoiseConfig(_Strict):
             raise ValueError("supervised.target_from builds a CARE target; use method care")
         step = 2**self.model.depth
         if self.data.patch_size % step:
-            raise ValueError(f"data.patch_size ({self.data.patch_size}) must be a multiple of 2**model.depth ({step})")
+            raise ValueError(
+                f"data.patch_size ({self.data.patch_size}) must be a multiple of {step}: the U-Net halves "
+                f"it model.depth ({self.model.depth}) times"
+            )
         if self.data.patch_size < 4 * step:
             raise ValueError(
                 f"data.patch_size ({self.data.patch_size}) is too small for model.depth {self.model.depth}; "
@@ -289,7 +289,7 @@ class DenoiseConfig(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            raise ConfigError(format_validation_error(err)) from None
+            raise config_error(err) from None
 
     def updated(self, overrides: dict[str, Any]) -> DenoiseConfig:
         """A copy with ``overrides`` applied (keys dotted or flat, see :func:`apply_overrides`)."""
@@ -306,10 +306,11 @@ _SECTIONS: dict[str, type[BaseModel]] = {
 }
 
 
-def format_validation_error(err: ValidationError) -> str:
-    parts = []
+def validation_issues(err: ValidationError) -> list[tuple[str, str]]:
+    """(field path, message) for each problem pydantic found."""
+    issues = []
     for item in err.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "config"
+        field = ".".join(str(p) for p in item["loc"])
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown field"
@@ -317,8 +318,26 @@ def format_validation_error(err: ValidationError) -> str:
             message = message[len("Value error, ") :]
         if "input" in item and item["type"] != "extra_forbidden" and not isinstance(item["input"], dict):
             message += f" (got {item['input']!r})"
-        parts.append(f"{field}: {message}")
+        if not field:
+            # Whole-config checks name their field at the start of the message.
+            named = _LEADING_FIELD.match(message)
+            field = named.group(1) if named else ""
+        issues.append((field, message))
+    return issues
+
+
+_LEADING_FIELD = re.compile(r"^([a-z_0-9]+(?:\.[a-z_0-9]+)+)\b")
+
+
+def format_validation_error(err: ValidationError) -> str:
+    parts = []
+    for field, message in validation_issues(err):
+        parts.append(message if message.startswith(field) and field else f"{field or 'config'}: {message}")
     return "; ".join(parts)
+
+
+def config_error(err: ValidationError) -> ConfigError:
+    return ConfigError(format_validation_error(err), validation_issues(err))
 
 
 def field_names() -> dict[str, str]:
@@ -498,7 +517,7 @@ class AutoStructConfig(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            raise ConfigError(format_validation_error(err)) from None
+            raise config_error(err) from None
 
 
 #: autoStructN2V settings of the run itself (not of a stage or of the extractor).
@@ -564,5 +583,5 @@ def make_autostruct_config(
             try:
                 record[name] = apply_overrides(DenoiseConfig.from_dict(record[name]), values).to_dict()
             except ConfigError as err:
-                raise ConfigError(f"{name}.{err}") from None
+                raise err.prefixed(name) from None
     return AutoStructConfig.from_dict(record)

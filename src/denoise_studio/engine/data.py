@@ -40,7 +40,12 @@ class Normalization:
             offset, scale = float(low), float(high - low)
         else:
             offset, scale = float(values.mean()), float(values.std())
-        if not np.isfinite(scale) or scale <= 0:
+        if not np.isfinite(scale):
+            raise InputError(
+                f"the training data's values are too large: their intensity spread overflows (scale {scale}); "
+                "rescale the images to a smaller range first"
+            )
+        if scale <= 0:
             raise InputError(
                 "the training data has no intensity spread in the chosen normalisation range; "
                 "it is constant or nearly so"

@@ -15,6 +15,7 @@ from enum import Enum
 class RunState(str, Enum):
     PENDING = "pending"
     TRAINING = "training"
+    AWAITING_REVIEW = "awaiting_review"
     PREDICTING = "predicting"
     COMPLETE = "complete"
     STOPPED = "stopped"
@@ -43,7 +44,16 @@ class ProgressEvent:
     elapsed: float = 0.0
     time_left: float | None = None
     message: str = ""
+    #: Training: the time budget ends the run before the epochs would (so "epoch N/M" would mislead).
+    limited_by_time: bool = False
     extra: dict = field(default_factory=dict)
+
+    @property
+    def epoch_position(self) -> str:
+        """``epoch N/M``, or ``epoch N (time budget)`` when the budget, not the epoch count, ends the run."""
+        if self.limited_by_time:
+            return f"epoch {self.epoch} (until the time budget)"
+        return f"epoch {self.epoch}/{self.epochs}"
 
     @property
     def prediction_position(self) -> str:
@@ -69,10 +79,6 @@ class ProgressEvent:
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
-
-
-class PipelineStateError(RuntimeError):
-    """A step of a multi-stage run was asked for in a state where it makes no sense."""
 
 
 class StopRequest:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from .io import atomic_write
 
 
 def side_by_side(panels: list[tuple[str, np.ndarray]], reference: np.ndarray | None = None, gap: int = 6) -> np.ndarray:
@@ -33,15 +37,8 @@ def side_by_side(panels: list[tuple[str, np.ndarray]], reference: np.ndarray | N
     return np.concatenate(strip, axis=1)
 
 
-def write_png(path, image: np.ndarray) -> None:
+def write_png(path, image: np.ndarray) -> Path:
+    """Write a PNG atomically, with normal permissions."""
     import imageio.v3 as iio
 
-    from .io import atomic_path
-
-    target, tmp = atomic_path(path)
-    try:
-        iio.imwrite(tmp, image, extension=".png")
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return atomic_write(path, lambda tmp: iio.imwrite(tmp, image, extension=".png"))

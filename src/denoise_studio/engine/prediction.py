@@ -19,12 +19,26 @@ import torch
 from .data import Normalization, check_depth_for_prediction, plane_input, triplet_indices
 from .events import ProgressCallback, ProgressEvent, RunState, StopRequest, emit
 from .io import LazyStack, check_image, write_tiff_stream
+from .registry import OUTPUTS
 from .training import autocast_context, memory_format, resolve_device, resolve_precision
 from .unet import UNet, prediction_radius
 
 
 class PredictionStopped(RuntimeError):
     """Prediction was stopped on request; nothing was written."""
+
+
+class NonFiniteOutputError(ValueError):
+    """The network produced NaN or Inf values: its weights are damaged, or training diverged."""
+
+
+def check_finite_output(array: np.ndarray, name: str = "denoised") -> None:
+    if not np.isfinite(array).all():
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise NonFiniteOutputError(
+            f"the {name} image has {bad} NaN or Inf values: the model's weights are damaged or its training "
+            "diverged (try a lower learning rate); nothing was written"
+        )
 
 
 class Predictor:
@@ -42,11 +56,15 @@ class Predictor:
         precision: str = "auto",
         output_normalization: Normalization | None = None,
         output: str = "denoised",
+        outputs: tuple[str, ...] | None = None,
     ):
-        if output not in ("denoised", "deconvolved"):
-            raise ValueError(f"output must be 'denoised' or 'deconvolved', got {output!r}")
-        if output == "deconvolved" and not hasattr(model, "deconvolved"):
-            raise ValueError("a deconvolved output needs a DecoNoising model (deconv.psf_sigma)")
+        """``outputs`` (default ``(output,)``) are made together, from one forward pass per tile."""
+        self.outputs = tuple(outputs) if outputs else (output,)
+        for name in self.outputs:
+            if name not in OUTPUTS:
+                raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {name!r}")
+            if name == "deconvolved" and not hasattr(model, "deconvolved"):
+                raise ValueError("a deconvolved output needs a DecoNoising model (deconv.psf_sigma)")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.format = memory_format(self.device)
@@ -55,7 +73,6 @@ class Predictor:
         # Supervised models (CARE) predict in the target's intensity scale, not the input's.
         self.output_normalization = output_normalization or normalization
         self.mode = mode
-        self.forward = model.deconvolved if output == "deconvolved" else model
         step = model.step
         self.margin = -(-prediction_radius(model) // step) * step
         self.tile_size = max(step, (int(tile_size) // step) * step)
@@ -68,7 +85,22 @@ class Predictor:
         stop: StopRequest | None = None,
         on_tiles: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """Predict one plane from normalised input channels ``(C, Y, X)``; returns normalised ``(Y, X)``.
+        """Predict one plane from normalised input channels ``(C, Y, X)``; returns normalised ``(Y, X)``
+        (the first output; see :meth:`predict_plane_outputs` for all of them)."""
+        return self.predict_plane_outputs(channels, stop, on_tiles)[0]
+
+    def _forward(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.outputs == ("denoised",):
+            return self.model(tensor)
+        return self.model.outputs(tensor, self.outputs)
+
+    def predict_plane_outputs(
+        self,
+        channels: np.ndarray,
+        stop: StopRequest | None = None,
+        on_tiles: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Every output of one plane, normalised, as ``(outputs, Y, X)``.
 
         ``on_tiles(done, total)`` is called after each batch of tiles of a plane made of several
         batches, so that a single large image reports progress too.
@@ -78,7 +110,7 @@ class Predictor:
         extra_y, extra_x = (-height) % step, (-width) % step
         padded = np.pad(channels, ((0, 0), (m, m + extra_y), (m, m + extra_x)), mode="reflect")
         core_h, core_w = height + extra_y, width + extra_x
-        output = np.empty((core_h, core_w), dtype=np.float32)
+        output = np.empty((len(self.outputs), core_h, core_w), dtype=np.float32)
         tiles = [
             (y, x, min(self.tile_size, core_h - y), min(self.tile_size, core_w - x))
             for y in range(0, core_h, self.tile_size)
@@ -98,13 +130,13 @@ class Predictor:
                     chunk = group[start : start + self.batch_size]
                     batch = np.stack([padded[:, y : y + th + 2 * m, x : x + tw + 2 * m] for y, x, _, _ in chunk])
                     tensor = torch.from_numpy(batch).to(self.device).contiguous(memory_format=self.format)
-                    result = self.forward(tensor)[:, 0, m : m + th, m : m + tw].float().cpu().numpy()
+                    result = self._forward(tensor)[:, :, m : m + th, m : m + tw].float().cpu().numpy()
                     for (y, x, _, _), tile in zip(chunk, result, strict=True):
-                        output[y : y + th, x : x + tw] = tile
+                        output[:, y : y + th, x : x + tw] = tile
                     done += 1
                     if on_tiles is not None and batches > 1 and done < batches:
                         on_tiles(done, batches)
-        return output[:height, :width]
+        return output[:, :height, :width]
 
     # -- images and stacks ---------------------------------------------------------------------
     def predict(
@@ -114,25 +146,32 @@ class Predictor:
         callback: ProgressCallback | None = None,
         stop: StopRequest | None = None,
     ) -> np.ndarray:
-        """Denoise a ``(Y, X)`` image or a ``(Z, Y, X)`` stack; returns float32 of the same shape."""
+        """Denoise a ``(Y, X)`` image or a ``(Z, Y, X)`` stack; returns float32 of the same shape
+        (the first of the predictor's outputs)."""
+        return self.predict_all(image, callback=callback, stop=stop)[self.outputs[0]]
+
+    def predict_all(
+        self,
+        image: np.ndarray,
+        *,
+        callback: ProgressCallback | None = None,
+        stop: StopRequest | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Every output of the predictor for an image or stack, each of the input's shape."""
         squeeze = np.asarray(image).ndim == 2
         stack = check_image(image)
         check_depth_for_prediction(stack.shape[0], self.mode)
         normalized = self.normalization.normalize(stack)
-        out = np.empty(stack.shape, dtype=np.float32)
-        for z, plane in enumerate(self._planes(normalized, callback, stop)):
-            out[z] = plane
-        return out[0] if squeeze else out
-
-    def _planes(self, normalized: np.ndarray, callback, stop) -> Iterator[np.ndarray]:
+        out = np.empty((len(self.outputs), *stack.shape), dtype=np.float32)
         start = time.perf_counter()
         depth = normalized.shape[0]
         for z in range(depth):
-            plane = self.predict_normalized_plane(
+            planes = self.predict_plane_outputs(
                 plane_input(normalized, z, self.mode), stop, _tile_reporter(callback, z, depth, start)
             )
-            yield self.output_normalization.denormalize(plane)
+            out[:, z] = self.output_normalization.denormalize(planes)
             emit(callback, _plane_event(z, depth, start))
+        return {name: (out[i, 0] if squeeze else out[i]) for i, name in enumerate(self.outputs)}
 
     def predict_file(
         self,
@@ -160,6 +199,7 @@ class Predictor:
             cache = {i: cache[i] if i in cache else self._read_plane(stack, i) for i in set(wanted)}
             channels = np.stack([cache[i] for i in wanted])
             plane = self.predict_normalized_plane(channels, stop, _tile_reporter(callback, z, depth, start))
+            check_finite_output(plane, f"{self.outputs[0]} plane {z + 1}")
             yield self.output_normalization.denormalize(plane)
             emit(callback, _plane_event(z, depth, start))
 

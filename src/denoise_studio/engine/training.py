@@ -22,6 +22,7 @@ from .config import ConfigError, DenoiseConfig
 from .data import Normalization, PatchSampler, check_stack_for_mode, input_channels
 from .events import ProgressCallback, ProgressEvent, RunState, StopRequest, emit
 from .methods import make_method
+from .registry import stop_reason_text
 from .targets import prepare_targets
 from .unet import UNet, build_model
 
@@ -109,6 +110,30 @@ def memory_format(device: torch.device) -> torch.memory_format:
 
 
 # -- trainer ---------------------------------------------------------------------------------
+@dataclass
+class _Loop:
+    """What one fit works with: the data, the network and its optimiser, and the running record."""
+
+    sampler: PatchSampler
+    model: UNet
+    optimizer: torch.optim.Optimizer
+    plateau: object | None
+    validation: list
+    device: torch.device
+    precision: str
+    fmt: torch.memory_format
+    generator: torch.Generator
+    rng: np.random.Generator
+    result: TrainingResult
+    best_state: dict
+    steps_per_epoch: int
+    total_steps: int
+    start: float = 0.0
+    epochs_without_gain: int = 0
+    patches_seen: int = 0
+    last_checkpoint: float = -math.inf
+
+
 class Trainer:
     """Trains one model for one config; ``fit`` may be called once."""
 
@@ -134,16 +159,29 @@ class Trainer:
         stacks: np.ndarray | Sequence[np.ndarray],
         normalization: Normalization | None = None,
         initial_state: dict | None = None,
-        targets: np.ndarray | Sequence[np.ndarray] | None = None,
+        targets: Sequence[np.ndarray] | None = None,
         target_normalization: Normalization | None = None,
     ) -> TrainingResult:
+        """Train on checked ``(Z, Y, X)`` stacks; ``targets`` are already prepared (checked, aligned)."""
+        loop = self._setup(stacks, normalization, initial_state, targets, target_normalization)
+        self._emit_started(loop)
+        for epoch in range(1, self.config.training.epochs + 1):
+            losses = self._train_epoch(loop, epoch)
+            if not losses and loop.result.stop_reason != "completed" and epoch > 1:
+                break  # stopped right at an epoch boundary: the last epoch was already validated
+            self._end_epoch(loop, epoch, losses)
+            if self._should_stop(loop):
+                break
+        return self._finish(loop)
+
+    # -- the named steps -------------------------------------------------------------------------
+    def _setup(self, stacks, normalization, initial_state, targets, target_normalization) -> _Loop:
         cfg = self.config
         if isinstance(stacks, np.ndarray):
             stacks = [stacks]
         stacks = [check_stack_for_mode(s, cfg.mode, name=f"image {i + 1}") for i, s in enumerate(stacks)]
         normalization = normalization or Normalization.fit(stacks, cfg.data)
         normalized = [normalization.normalize(s) for s in stacks]
-        targets = prepare_targets(cfg, stacks, targets)
         if targets is not None:
             # Targets keep their own intensity scale (a clean acquisition is brighter than a noisy one);
             # predictions are returned in it.
@@ -155,7 +193,6 @@ class Trainer:
         seed = cfg.training.seed if cfg.training.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        generator = torch.Generator().manual_seed(seed)
         device = resolve_device(cfg.training.device)
         precision = resolve_precision(cfg.training.precision, device)
         fmt = memory_format(device)
@@ -174,8 +211,6 @@ class Trainer:
             if cfg.training.lr_schedule == "plateau"
             else None
         )
-        validation = self._validation_batches(sampler, torch.Generator().manual_seed(seed + 1))
-
         result = TrainingResult(
             model=model,
             normalization=normalization,
@@ -185,126 +220,133 @@ class Trainer:
             seed=seed,
             target_normalization=target_normalization if targets is not None else None,
         )
-        best_state = copy.deepcopy(model.state_dict())
         steps_per_epoch = sampler.steps_per_epoch(cfg.training.batch_size)
-        total_steps = steps_per_epoch * cfg.training.epochs
-        epochs_without_gain = 0
-        patches_seen = 0
-        last_checkpoint = -math.inf
-        start = time.perf_counter()
+        return _Loop(
+            sampler=sampler,
+            model=model,
+            optimizer=optimizer,
+            plateau=plateau,
+            validation=self._validation_batches(sampler, torch.Generator().manual_seed(seed + 1)),
+            device=device,
+            precision=precision,
+            fmt=fmt,
+            generator=torch.Generator().manual_seed(seed),
+            rng=rng,
+            result=result,
+            best_state=copy.deepcopy(model.state_dict()),
+            steps_per_epoch=steps_per_epoch,
+            total_steps=steps_per_epoch * cfg.training.epochs,
+        )
+
+    def _emit_started(self, loop: _Loop) -> None:
+        loop.start = time.perf_counter()
         emit(
             self.callback,
             ProgressEvent(
-                "started",
-                self.stage,
-                RunState.TRAINING,
-                0,
-                cfg.training.epochs,
-                0,
-                steps_per_epoch,
-                message=f"device {device}, {precision}",
+                "started", self.stage, RunState.TRAINING, 0, self.config.training.epochs, 0, loop.steps_per_epoch,
+                message=f"device {loop.device}, {loop.precision}",
             ),
+        )  # fmt: skip
+
+    def _train_epoch(self, loop: _Loop, epoch: int) -> list[float]:
+        """One epoch of optimiser steps (fewer when stopped or out of time); returns the batch losses."""
+        cfg, result, model = self.config, loop.result, loop.model
+        model.train()
+        losses: list[float] = []
+        for index, patches in enumerate(loop.sampler.epoch(loop.rng, cfg.training.batch_size), start=1):
+            elapsed = time.perf_counter() - loop.start
+            if self.stop.requested:
+                result.stop_reason = "stopped"
+                break
+            if cfg.training.max_time is not None and elapsed >= cfg.training.max_time:
+                result.stop_reason = "time_budget"
+                break
+            if cfg.training.lr_schedule == "cosine":
+                self._set_cosine_lr(loop.optimizer, result.steps, loop.total_steps, elapsed)
+            losses.append(self._step(loop, patches))
+            result.steps += 1
+            loop.patches_seen += patches.shape[0]
+            emit(self.callback, self._event("batch", epoch, index, loop.steps_per_epoch, losses[-1], loop))
+        return losses
+
+    def _step(self, loop: _Loop, patches: np.ndarray) -> float:
+        batch = self.method.make_batch(patches, loop.generator)
+        inputs = batch.inputs.to(loop.device, non_blocking=True).contiguous(memory_format=loop.fmt)
+        batch.targets = batch.targets.to(loop.device, non_blocking=True)
+        batch.loss_mask = batch.loss_mask.to(loop.device, non_blocking=True)
+        with autocast_context(loop.device, loop.precision):
+            prediction = loop.model(inputs)
+        loss = self.method.loss(prediction, batch)
+        penalty = self.method.penalty(loop.model)
+        if penalty is not None:
+            loss = loss + penalty
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.optimizer.step()
+        return float(loss.detach())
+
+    def _end_epoch(self, loop: _Loop, epoch: int, losses: list[float]) -> None:
+        """Validate, record the epoch, keep the best weights (on disk too) and step the plateau schedule."""
+        result = loop.result
+        val_loss = self._validate(loop.model, loop.validation, loop.device, loop.precision, loop.fmt)
+        train_loss = float(np.mean(losses)) if losses else math.nan
+        result.epochs_run = epoch
+        result.history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "learning_rate": loop.optimizer.param_groups[0]["lr"],
+                "elapsed_s": round(time.perf_counter() - loop.start, 3),
+                "steps": result.steps,
+            }
         )
+        if val_loss < result.best_val_loss and result.steps > 0:
+            result.best_val_loss, result.best_epoch = val_loss, epoch
+            loop.best_state = copy.deepcopy(loop.model.state_dict())
+            loop.epochs_without_gain = 0
+            if self.checkpoint and time.perf_counter() - loop.last_checkpoint >= CHECKPOINT_INTERVAL:
+                # A run killed now leaves this checkpoint; its record must not claim the run completed.
+                self.checkpoint(_cpu_state(loop.best_state), {**result.summary(), "stop_reason": "interrupted"})
+                loop.last_checkpoint = time.perf_counter()
+        else:
+            loop.epochs_without_gain += 1
+        if loop.plateau is not None:
+            loop.plateau.step(val_loss)
+        event = self._event("epoch", epoch, loop.steps_per_epoch, loop.steps_per_epoch, train_loss, loop)
+        event.val_loss = val_loss
+        emit(self.callback, event)
 
-        for epoch in range(1, cfg.training.epochs + 1):
-            model.train()
-            losses = []
-            for index, patches in enumerate(sampler.epoch(rng, cfg.training.batch_size), start=1):
-                elapsed = time.perf_counter() - start
-                if self.stop.requested:
-                    result.stop_reason = "stopped"
-                    break
-                if cfg.training.max_time is not None and elapsed >= cfg.training.max_time:
-                    result.stop_reason = "time_budget"
-                    break
-                if cfg.training.lr_schedule == "cosine":
-                    self._set_cosine_lr(optimizer, result.steps, total_steps, elapsed)
-                batch = self.method.make_batch(patches, generator)
-                inputs = batch.inputs.to(device, non_blocking=True).contiguous(memory_format=fmt)
-                batch.targets = batch.targets.to(device, non_blocking=True)
-                batch.loss_mask = batch.loss_mask.to(device, non_blocking=True)
-                with autocast_context(device, precision):
-                    prediction = model(inputs)
-                loss = self.method.loss(prediction, batch)
-                penalty = self.method.penalty(model)
-                if penalty is not None:
-                    loss = loss + penalty
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-                result.steps += 1
-                patches_seen += patches.shape[0]
-                emit(
-                    self.callback,
-                    self._event(
-                        "batch", epoch, index, steps_per_epoch, losses[-1], result, optimizer, start, total_steps
-                    ),
-                )
-            if not losses and result.stop_reason != "completed" and epoch > 1:
-                break  # stopped right at an epoch boundary: the last epoch was already validated
-            val_loss = self._validate(model, validation, device, precision, fmt)
-            train_loss = float(np.mean(losses)) if losses else math.nan
-            result.epochs_run = epoch
-            result.history.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    "val_loss": val_loss,
-                    "learning_rate": optimizer.param_groups[0]["lr"],
-                    "elapsed_s": round(time.perf_counter() - start, 3),
-                    "steps": result.steps,
-                }
-            )
-            if val_loss < result.best_val_loss:
-                result.best_val_loss, result.best_epoch = val_loss, epoch
-                best_state = copy.deepcopy(model.state_dict())
-                epochs_without_gain = 0
-                if self.checkpoint and time.perf_counter() - last_checkpoint >= CHECKPOINT_INTERVAL:
-                    self.checkpoint(_cpu_state(best_state), result.summary())
-                    last_checkpoint = time.perf_counter()
-            else:
-                epochs_without_gain += 1
-            if plateau is not None:
-                plateau.step(val_loss)
-            event = self._event(
-                "epoch", epoch, steps_per_epoch, steps_per_epoch, train_loss, result, optimizer, start, total_steps
-            )
-            event.val_loss = val_loss
-            emit(self.callback, event)
-            if result.stop_reason != "completed":
-                break
-            if cfg.training.early_stopping and epochs_without_gain >= cfg.training.patience:
-                result.stop_reason = "early_stopping"
-                break
+    def _should_stop(self, loop: _Loop) -> bool:
+        result = loop.result
+        if result.stop_reason != "completed":
+            return True
+        if self.config.training.early_stopping and loop.epochs_without_gain >= self.config.training.patience:
+            result.stop_reason = "early_stopping"
+            return True
+        return False
 
-        result.elapsed = time.perf_counter() - start
-        result.patches_per_second = patches_seen / result.elapsed if result.elapsed > 0 else 0.0
-        model.load_state_dict(best_state)
+    def _finish(self, loop: _Loop) -> TrainingResult:
+        """Restore the best weights, write the final checkpoint (none when no step was taken), report."""
+        result, model = loop.result, loop.model
+        result.elapsed = time.perf_counter() - loop.start
+        result.patches_per_second = loop.patches_seen / result.elapsed if result.elapsed > 0 else 0.0
+        model.load_state_dict(loop.best_state)
         model.eval()
         result.model = model
-        if self.checkpoint:
-            self.checkpoint(_cpu_state(best_state), result.summary())
-        if device.type == "cuda":
+        if self.checkpoint and result.steps > 0:
+            self.checkpoint(_cpu_state(loop.best_state), result.summary())
+        if loop.device.type == "cuda":
             torch.cuda.empty_cache()  # give GPU memory back as soon as training ends
         state = RunState.STOPPED if result.stop_reason == "stopped" else RunState.COMPLETE
         emit(
             self.callback,
             ProgressEvent(
-                "finished",
-                self.stage,
-                state,
-                result.epochs_run,
-                cfg.training.epochs,
-                0,
-                steps_per_epoch,
-                val_loss=result.best_val_loss,
-                best_val_loss=result.best_val_loss,
-                elapsed=result.elapsed,
-                time_left=0.0,
-                message=_finish_message(result),
+                "finished", self.stage, state, result.epochs_run, self.config.training.epochs, 0,
+                loop.steps_per_epoch, val_loss=result.best_val_loss, best_val_loss=result.best_val_loss,
+                elapsed=result.elapsed, time_left=0.0, message=_finish_message(result),
             ),
-        )
+        )  # fmt: skip
         return result
 
     # -- helpers -----------------------------------------------------------------------------
@@ -343,13 +385,16 @@ class Trainer:
         for group in optimizer.param_groups:
             group["lr"] = self.config.training.learning_rate * factor
 
-    def _event(self, kind, epoch, batch, batches, loss, result, optimizer, start, total_steps) -> ProgressEvent:
-        elapsed = time.perf_counter() - start
-        done = result.steps / max(total_steps, 1)
+    def _event(self, kind: str, epoch: int, batch: int, batches: int, loss: float, loop: _Loop) -> ProgressEvent:
+        result = loop.result
+        elapsed = time.perf_counter() - loop.start
+        done = result.steps / max(loop.total_steps, 1)
         time_left = elapsed / done * (1 - done) if done > 0 else None
         budget = self.config.training.max_time
+        limited = False
         if budget is not None:
             remaining = max(0.0, budget - elapsed)
+            limited = time_left is None or remaining < time_left
             time_left = remaining if time_left is None else min(time_left, remaining)
         return ProgressEvent(
             kind,
@@ -361,9 +406,10 @@ class Trainer:
             batches,
             train_loss=loss,
             best_val_loss=result.best_val_loss if result.best_epoch else None,
-            learning_rate=optimizer.param_groups[0]["lr"],
+            learning_rate=loop.optimizer.param_groups[0]["lr"],
             elapsed=elapsed,
             time_left=time_left,
+            limited_by_time=limited,
         )
 
 
@@ -372,14 +418,10 @@ def _cpu_state(state: dict) -> dict:
 
 
 def _finish_message(result: TrainingResult) -> str:
-    reasons = {
-        "completed": "all epochs done",
-        "early_stopping": "early stopping: validation loss stopped improving",
-        "time_budget": "time budget reached",
-        "stopped": "stopped on request",
-    }
+    if result.steps == 0:
+        return stop_reason_text("no_step")
     return (
-        f"{reasons.get(result.stop_reason, result.stop_reason)}; best validation loss "
+        f"{stop_reason_text(result.stop_reason)}; best validation loss "
         f"{result.best_val_loss:.4g} at epoch {result.best_epoch}"
     )
 
@@ -396,11 +438,20 @@ def train(
     stage: str = "training",
     targets: np.ndarray | Sequence[np.ndarray] | None = None,
     target_normalization: Normalization | None = None,
+    targets_prepared: bool = False,
 ) -> TrainingResult:
-    """Train a model on ``stacks`` (one array or a list of ``(Z, Y, X)``/``(Y, X)`` arrays).
+    """Train one network on ``stacks`` (one array or a list of ``(Z, Y, X)``/``(Y, X)`` arrays).
 
-    ``targets`` are the paired images of Noise2Noise / CARE (same shapes as ``stacks``).
+    ``targets`` are the paired images of Noise2Noise / CARE (same shapes as ``stacks``); they are
+    checked and aligned here unless ``targets_prepared`` says the caller did it (the run does, once).
+    This is the engine's building block; a whole run (files, outputs, autoStructN2V) is
+    :func:`denoise_studio.engine.run.run_training`.
     """
+    if isinstance(stacks, np.ndarray):
+        stacks = [stacks]
+    stacks = [check_stack_for_mode(s, config.mode, name=f"image {i + 1}") for i, s in enumerate(stacks)]
+    if not targets_prepared:
+        targets = prepare_targets(config, stacks, targets)
     trainer = Trainer(config, callback=callback, stop=stop, checkpoint=checkpoint, stage=stage)
     return trainer.fit(
         stacks,

@@ -102,6 +102,12 @@ class UNet(nn.Module):
             channels = features[level]
         self.head = nn.Conv2d(channels, out_channels, 1)
 
+    def outputs(self, x: torch.Tensor, names: tuple[str, ...]) -> torch.Tensor:
+        """The named outputs of one forward pass, stacked as channels (a plain U-Net gives "denoised")."""
+        if names != ("denoised",):
+            raise ValueError(f"a plain U-Net gives only the denoised output, not {', '.join(names)}")
+        return self(x)
+
     def _uses_skip(self, level: int) -> bool:
         return self.config.skip_connections and (level > 0 or self.config.top_skip)
 
@@ -150,12 +156,26 @@ class DeconvUNet(UNet):
     def deconvolved(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        phantom = super().forward(x)
-        self.phantom = phantom
+    def blur(self, phantom: torch.Tensor) -> torch.Tensor:
         # Zero padding would darken the border; reflection keeps the blur local.
         padded = F.pad(phantom, (self.psf_radius,) * 4, mode="reflect")
         return F.conv2d(padded, self.psf.to(phantom.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        phantom = super().forward(x)
+        self.phantom = phantom
+        return self.blur(phantom)
+
+    def outputs(self, x: torch.Tensor, names: tuple[str, ...]) -> torch.Tensor:
+        """Denoised (the re-blurred phantom) and deconvolved (the phantom) from one pass of the network."""
+        phantom = super().forward(x)
+        made = {"deconvolved": phantom}
+        if "denoised" in names:
+            made["denoised"] = self.blur(phantom)
+        unknown = [name for name in names if name not in made]
+        if unknown:
+            raise ValueError(f"a DecoNoising U-Net gives denoised and deconvolved outputs, not {unknown[0]}")
+        return torch.cat([made[name] for name in names], dim=1)
 
 
 def build_model(config: ModelConfig, in_channels: int, psf_sigma: float | None = None) -> UNet:

@@ -28,29 +28,19 @@ from ..config import (
     MaskExtractorConfig,
 )
 from ..data import Normalization, check_stack_for_mode, plane_input
-from ..events import PipelineStateError, ProgressCallback, ProgressEvent, RunState, StopRequest, emit
+from ..errors import PipelineStateError
+from ..events import ProgressCallback, ProgressEvent, RunState, StopRequest, emit
 from ..mask_extraction import (
     MaskExtractionResult,
     border_warnings,
     residual_autocorrelation,
     threshold_correlation,
 )
-from ..model_files import (
-    CONFIG_FILE,
-    LoadedModel,
-    ModelFileError,
-    build_checked_model,
-    config_record,
-    load_state,
-    save_weights,
-    write_json_atomic,
-)
+from ..persistence import STAGE1_WEIGHTS, STAGE2_WEIGHTS, save_pipeline_record, save_weights
+from ..prediction import NonFiniteOutputError, Predictor
 from ..training import TrainingResult, train
 from ..unet import UNet
 
-STAGE1_WEIGHTS = "stage1.pth"
-STAGE2_WEIGHTS = "stage2.pth"
-MASK_FILE = "mask.npy"
 #: Mask extraction looks at this many slices at most: the correlation estimate converges quickly.
 MAX_EXTRACTION_SLICES = 16
 
@@ -109,7 +99,7 @@ class AutoStructPipeline:
         self.stage2: TrainingResult | None = None
         self.extraction: MaskExtractionResult | None = None
         self.approved_mask: np.ndarray | None = None
-        self._rho_cache: dict[int, tuple[np.ndarray, int]] = {}
+        self._correlation_cache: tuple[np.ndarray, int] | None = None
 
     # -- state -----------------------------------------------------------------------------------
     def _set_state(self, state: AutoStructState, message: str = "") -> None:
@@ -153,12 +143,7 @@ class AutoStructPipeline:
         self.config = self.config.model_copy(update={"extractor": params})
         self._set_state(AutoStructState.EXTRACTING, "extracting the structured-noise mask")
         try:
-            rho, pixels = self._correlation()
-            big = rho.shape[-1] // 2
-            r = params.max_radius
-            rho = rho[:, big - r : big + r + 1, big - r : big + r + 1]
-            mask, floor = threshold_correlation(rho, pixels, params)
-            self.extraction = MaskExtractionResult(mask, rho, floor, border_warnings(rho, floor))
+            self.extraction = mask_from_correlation(*self._correlation(), params)
         except Exception as err:
             self._set_state(AutoStructState.FAILED, f"mask extraction failed: {err}")
             raise
@@ -172,30 +157,12 @@ class AutoStructPipeline:
     def _correlation(self) -> tuple[np.ndarray, int]:
         """The residual correlation up to the largest radius the extractor allows, computed once:
         regenerating with any parameters (radius included) then needs neither prediction nor FFTs."""
-        radius = MAX_EXTRACTOR_RADIUS
-        if radius not in self._rho_cache:
-            from ..prediction import Predictor
-
-            predictor = Predictor(
-                self.stage1.model, self.normalization, self.config.mode, device=self.config.stage1.training.device
-            )
-            weighted, total = None, 0
-            for stack in self.images:
-                picks = np.unique(np.linspace(0, stack.shape[0] - 1, min(stack.shape[0], MAX_EXTRACTION_SLICES)))
-                picks = picks.round().astype(int)
-                if self.config.mode == "2.5d" and len(picks) < stack.shape[0]:
-                    # z-correlation needs neighbouring slices: take a contiguous block from the middle.
-                    start = (stack.shape[0] - MAX_EXTRACTION_SLICES) // 2
-                    picks = np.arange(start, start + MAX_EXTRACTION_SLICES)
-                noisy = self.normalization.normalize(stack)
-                denoised = np.stack(
-                    [predictor.predict_normalized_plane(plane_input(noisy, z, self.config.mode)) for z in picks]
-                )
-                rho, pixels = residual_autocorrelation(noisy[picks], denoised, radius, mode=self.config.mode)
-                weighted = rho * pixels if weighted is None else weighted + rho * pixels
-                total += pixels
-            self._rho_cache[radius] = (weighted / total, total)
-        return self._rho_cache[radius]
+        if self._correlation_cache is None:
+            self._correlation_cache = residual_correlation(
+                self.stage1.model, self.normalization, self.config.mode, self.images,
+                device=self.config.stage1.training.device,
+            )  # fmt: skip
+        return self._correlation_cache
 
     def approve(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Accept the extracted mask, or an edited one, for stage 2."""
@@ -337,30 +304,21 @@ class AutoStructPipeline:
         return self.run_dir
 
     def _write_record(self) -> None:
-        if self.approved_mask is not None:
-            tmp = self.run_dir / f".{MASK_FILE}.part.npy"
-            np.save(tmp, self.approved_mask)
-            tmp.replace(self.run_dir / MASK_FILE)
         final = self.final_config if (self.stage1 or self.stage2) else self.config.stage1
-        extra = {
-            "autostruct": self.config.to_dict(),
-            "state": self.state.value,
-            "weights": {
-                "stage1": STAGE1_WEIGHTS if (self.run_dir / STAGE1_WEIGHTS).exists() else None,
-                "stage2": STAGE2_WEIGHTS if (self.run_dir / STAGE2_WEIGHTS).exists() else None,
-            },
-            "final_stage": "stage2" if self.stage2 is not None else "stage1",
-            "mask": None if self.approved_mask is None else self.approved_mask.astype(int).tolist(),
-            "mask_file": MASK_FILE if self.approved_mask is not None else None,
-            "extraction": None if self.extraction is None else self.extraction_record(),
-            "stages": {
+        save_pipeline_record(
+            self.run_dir,
+            self.config,
+            final,
+            self.normalization,
+            state=self.state.value,
+            final_stage="stage2" if self.stage2 is not None else "stage1",
+            stage_summaries={
                 "stage1": self.stage1.summary() if self.stage1 else None,
                 "stage2": self.stage2.summary() if self.stage2 else None,
             },
-        }
-        record = config_record(final, self.normalization, (self.final.summary() if self.final else {}), extra)
-        record["method"] = "autostructn2v"
-        write_json_atomic(self.run_dir / CONFIG_FILE, record)
+            mask=self.approved_mask,
+            extraction=None if self.extraction is None else self.extraction_record(),
+        )
 
     def extraction_record(self) -> dict:
         result = self.extraction
@@ -372,6 +330,44 @@ class AutoStructPipeline:
             "summary": result.summary(),
             "warnings": list(result.warnings),
         }
+
+
+def residual_correlation(
+    network: UNet, normalization: Normalization, mode: str, stacks: Sequence[np.ndarray], device: str = "auto"
+) -> tuple[np.ndarray, int]:
+    """The residual (noisy - denoised) autocorrelation of a denoiser on ``stacks`` up to the largest
+    extractor radius, pooled over the stacks and weighted by their pixel counts; and that count.
+
+    At most :data:`MAX_EXTRACTION_SLICES` slices of each stack are used: the estimate converges quickly.
+    """
+    predictor = Predictor(network, normalization, mode, device=device)
+    weighted, total = None, 0
+    for stack in stacks:
+        picks = np.unique(np.linspace(0, stack.shape[0] - 1, min(stack.shape[0], MAX_EXTRACTION_SLICES)))
+        picks = picks.round().astype(int)
+        if mode == "2.5d" and len(picks) < stack.shape[0]:
+            # z-correlation needs neighbouring slices: take a contiguous block from the middle.
+            start = (stack.shape[0] - MAX_EXTRACTION_SLICES) // 2
+            picks = np.arange(start, start + MAX_EXTRACTION_SLICES)
+        noisy = normalization.normalize(stack)
+        denoised = np.stack([predictor.predict_normalized_plane(plane_input(noisy, z, mode)) for z in picks])
+        if not np.isfinite(denoised).all():
+            raise NonFiniteOutputError(
+                "the stage-1 model gives NaN or Inf values; its weights are damaged or its training diverged"
+            )
+        rho, pixels = residual_autocorrelation(noisy[picks], denoised, MAX_EXTRACTOR_RADIUS, mode=mode)
+        weighted = rho * pixels if weighted is None else weighted + rho * pixels
+        total += pixels
+    return weighted / total, total
+
+
+def mask_from_correlation(rho: np.ndarray, pixels: int, params: MaskExtractorConfig) -> MaskExtractionResult:
+    """Threshold a residual correlation (cropped to ``params.max_radius``) into a struct mask."""
+    big = rho.shape[-1] // 2
+    r = params.max_radius
+    rho = rho[:, big - r : big + r + 1, big - r : big + r + 1]
+    mask, floor = threshold_correlation(rho, pixels, params)
+    return MaskExtractionResult(mask, rho, floor, border_warnings(rho, floor))
 
 
 def _run_state(state: AutoStructState) -> RunState:
@@ -390,37 +386,3 @@ def stage2_mask_percent(configured: float, mask: np.ndarray, max_coverage: float
     kernel_pixels = int(np.count_nonzero(mask[mask.shape[0] // 2]))
     limit = max_coverage / max(kernel_pixels, 1)
     return float(max(min(configured, limit), MIN_MASK_PERCENT))
-
-
-def load_autostruct(config_path: Path, record: dict) -> LoadedModel:
-    """Restore an autoStructN2V run: the final model for prediction, plus the stage-1 model."""
-    try:
-        autostruct = AutoStructConfig.from_dict(record["autostruct"])
-        final_config = DenoiseConfig.from_dict(record["config"])
-        normalization = Normalization.from_dict(record["normalization"])
-    except ConfigError as err:
-        raise ModelFileError(f"{config_path}: invalid autoStructN2V configuration: {err}") from None
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{config_path}: invalid or incomplete autoStructN2V configuration ({err})") from None
-    weights = record.get("weights") or {}
-    models: dict[str, UNet] = {}
-    for stage, config in (("stage1", autostruct.stage1), ("stage2", final_config)):
-        name = weights.get(stage)
-        if name:
-            path = config_path.parent / name
-            models[stage] = build_checked_model(config, load_state(path), path)
-    final_stage = record.get("final_stage", "stage2" if "stage2" in models else "stage1")
-    if final_stage not in models:
-        raise ModelFileError(f"{config_path}: the {final_stage} weights are missing")
-    mask = record.get("mask")
-    mask_path = config_path.parent / MASK_FILE
-    if mask is None and mask_path.exists():
-        mask = np.load(mask_path, allow_pickle=False).tolist()
-    return LoadedModel(
-        config=final_config if final_stage == "stage2" else autostruct.stage1,
-        normalization=normalization,
-        model=models[final_stage],
-        record=record,
-        stage_models=models,
-        mask=None if mask is None else np.asarray(mask, dtype=bool),
-    )

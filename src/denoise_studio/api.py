@@ -1,0 +1,182 @@
+"""The public Python API: the one way the command line, the napari docks and scripts start work.
+
+    import denoise_studio as ds
+    cfg = ds.make_config("n2v", mode="2d", preset="fast", max_time=30)
+    run = ds.train([noisy], cfg, run_dir="runs/fish")
+    model = ds.load_model("runs/fish")
+    denoised = model.predict(noisy)
+    ds.predict_file(model, "big.tif", "out.tif")
+
+See ``docs/api.md`` for every function and its options.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .engine.config import (
+    AutoStructConfig,
+    ConfigError,
+    DenoiseConfig,
+    MaskExtractorConfig,
+    make_autostruct_config,
+)
+from .engine.config import make_config as _make_single_config
+from .engine.events import ProgressCallback, StopRequest
+from .engine.io import InputError, load_image
+from .engine.mask_extraction import MaskExtractionResult
+from .engine.model import STAGE1, TrainedModel
+from .engine.persistence import load_model as _load_model
+from .engine.pipelines.autostruct import mask_from_correlation, residual_correlation
+from .engine.registry import METHODS
+from .engine.run import ReviewHook, RunResult, run_training
+
+RunConfig = DenoiseConfig | AutoStructConfig
+ImageInput = np.ndarray | str | os.PathLike
+
+
+def make_config(
+    method: str = "n2v",
+    mode: str = "2d",
+    preset: str = "fast",
+    overrides: dict[str, Any] | None = None,
+    **fields: Any,
+) -> RunConfig:
+    """A validated config for ``method`` in ``mode`` from ``preset``, with any field changed.
+
+    Fields go by keyword (``max_time=30``, ``learning_rate=5e-4``) or in ``overrides`` with dotted
+    names (``{"training.batch_size": 8}``; autoStructN2V also ``stage1.``/``stage2.``/``extractor.``).
+    An unknown field or a value out of range raises :class:`ConfigError` naming the field.
+    """
+    values = {**(overrides or {}), **fields}
+    if method not in METHODS:
+        raise ConfigError(f"method: unknown method {method!r} (choose from {', '.join(METHODS)})")
+    if METHODS[method].pipeline:
+        return make_autostruct_config(mode, preset, values)
+    return _make_single_config(method, mode, preset, values)
+
+
+def _as_images(images: ImageInput | Sequence[ImageInput]) -> tuple[list[np.ndarray], list[str], list[Path]]:
+    if isinstance(images, (np.ndarray, str, os.PathLike)):
+        images = [images]
+    arrays, names, files = [], [], []
+    for index, image in enumerate(images):
+        if isinstance(image, (str, os.PathLike)):
+            arrays.append(load_image(image))
+            names.append(str(image))
+            files.append(Path(image))
+        else:
+            arrays.append(np.asarray(image))
+            names.append(f"image {index + 1}")
+    return arrays, names, files
+
+
+def train(
+    images: ImageInput | Sequence[ImageInput],
+    config: RunConfig,
+    *,
+    targets: ImageInput | Sequence[ImageInput] | None = None,
+    run_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    review: ReviewHook | None = None,
+    mask: np.ndarray | None = None,
+    callback: ProgressCallback | None = None,
+    stop: StopRequest | None = None,
+    input_files: Sequence[str | os.PathLike] = (),
+    names: Sequence[str] | None = None,
+) -> RunResult:
+    """Train on ``images`` (arrays ``(Y, X)``/``(Z, Y, X)`` or image files); blocks until the run ends.
+
+    ``targets``: the paired images of Noise2Noise / CARE. ``run_dir``: where config.json, the weights
+    and history.csv go (locked while the run writes; an existing run folder needs ``overwrite``).
+    autoStructN2V: ``review(request)`` returns :class:`Approve`, :class:`Regenerate` or
+    :class:`SkipStage2` (default: approve as extracted); ``mask`` skips stage 1 and trains stage 2
+    with that mask. ``callback`` receives progress events; ``stop.set()`` ends the run cleanly,
+    keeping the best model (none when no step was taken). Returns a :class:`RunResult` with the
+    model, the history and the summary. ``input_files`` (the files arrays were read from) are never
+    overwritten by the run; ``names`` label the images in messages.
+    """
+    arrays, found_names, files = _as_images(images)
+    target_arrays = None
+    if targets is not None:
+        target_arrays, _target_names, target_files = _as_images(targets)
+        files += target_files
+    return run_training(
+        config, arrays, targets=target_arrays, run_dir=run_dir, overwrite=overwrite, review=review, mask=mask,
+        callback=callback, stop=stop, input_files=[*files, *input_files], names=names or found_names,
+    )  # fmt: skip
+
+
+def load_model(path: str | os.PathLike, weights: str | os.PathLike | None = None) -> TrainedModel:
+    """A trained model from its run folder (or config.json), any method; ``weights`` picks another
+    weights file for the final network."""
+    return _load_model(path, weights)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    a, b = Path(a), Path(b)
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def predict_file(
+    model: TrainedModel,
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    *,
+    output: str = "denoised",
+    overwrite: bool = False,
+    tile_size: int = 256,
+    batch_size: int = 4,
+    device: str | None = None,
+    callback: ProgressCallback | None = None,
+    stop: StopRequest | None = None,
+) -> Path:
+    """Denoise an image file plane by plane, streamed to ``target`` (bounded memory), atomically.
+
+    ``output``: "denoised", "deconvolved" (DecoNoising) or "stage1" (autoStructN2V's first network).
+    The input is never overwritten, ``overwrite`` or not; another existing file only with ``overwrite``.
+    """
+    if same_file(source, target) or Path(source).resolve() == Path(target).resolve():
+        raise InputError(f"{target} is the input image itself; choose another output file")
+    if Path(target).exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; choose another output or allow overwriting it")
+    predictor = model.predictor(output, tile_size=tile_size, batch_size=batch_size, device=device)
+    return predictor.predict_file(source, target, callback=callback, stop=stop)
+
+
+def extract_mask(
+    model: TrainedModel,
+    images: ImageInput | Sequence[ImageInput],
+    extractor: MaskExtractorConfig | None = None,
+    *,
+    device: str | None = None,
+    **fields: Any,
+) -> MaskExtractionResult:
+    """A structured-noise mask from the residual of ``model`` (any N2V model; autoStructN2V: its
+    stage 1) on ``images``; extractor settings as a config or by keyword (``max_pixels=9``)."""
+    if extractor is None:
+        extractor = MaskExtractorConfig()
+    if fields:
+        from pydantic import ValidationError
+
+        from .engine.config import config_error
+
+        try:
+            extractor = MaskExtractorConfig.model_validate({**extractor.model_dump(), **fields})
+        except ValidationError as err:
+            raise config_error(err).prefixed("extractor") from None
+    arrays, names, _files = _as_images(images)
+    from .engine.data import check_stack_for_mode
+
+    stacks = [check_stack_for_mode(a, model.mode, name=n) for a, n in zip(arrays, names, strict=True)]
+    network = model.stage_networks.get(STAGE1, model.network)
+    rho, pixels = residual_correlation(network, model.normalization, model.mode, stacks, device=device or model.device)
+    return mask_from_correlation(rho, pixels, extractor)

@@ -1,0 +1,219 @@
+"""The commands: each turns its flags into one call of the public API and prints what it made."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import api
+from ..engine.compare import compare_results, format_table
+from ..engine.errors import ConfigError
+from ..engine.events import RunState, StopRequest
+from ..engine.figures import side_by_side, write_png
+from ..engine.filters import apply_filter_spec
+from ..engine.io import InputError, load_image, write_tiff
+from ..engine.outputs import predict_and_write
+from ..engine.persistence import save_mask
+from ..engine.registry import METHODS
+from .progress import ProgressPrinter, StopOnSignals
+from .review import parse_extractor, print_extraction, terminal_review
+
+EXIT_STOPPED = 130
+
+
+class UsageError(Exception):
+    """A command-line problem the user can fix (existing output, missing file...)."""
+
+
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _confirm_overwrite(path: Path, force: bool, is_dir: bool = False) -> bool:
+    """True when ``path`` may be overwritten: it is new or empty, --force was given, or the user said yes."""
+    if is_dir and path.exists() and not path.is_dir():
+        raise UsageError(f"{path} is a file, not a folder; choose another --out")
+    exists = path.exists() and (not is_dir or any(path.iterdir()))
+    if not exists or force:
+        return True
+    if _interactive():
+        answer = input(f"{path} exists. Overwrite? [y/N] ").strip().lower()
+        if answer in ("y", "yes"):
+            return True
+    raise UsageError(f"{path} already exists; choose another output or pass --force to overwrite")
+
+
+def _refuse_input_as_output(output: Path, inputs: list[str]) -> None:
+    for source in inputs:
+        if api.same_file(source, output) or Path(source).resolve() == output.resolve():
+            raise UsageError(f"{output} is an input of this command; choose another output (it is never overwritten)")
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set learning_rate=1e-3")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def _train_overrides(args: argparse.Namespace, pipeline: bool) -> dict[str, object]:
+    """``--set`` values plus the dedicated flags (a flag wins over the same key in ``--set``)."""
+    overrides: dict[str, object] = _parse_sets(args.set or [])
+    for flag in ("epochs", "max_time", "seed", "device"):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[flag] = value
+    if pipeline:
+        if args.auto_approve:
+            overrides["auto_approve"] = True
+        return overrides
+    paired = {"target_from": args.target_from, "psf_sigma": args.deconv_psf, "positivity": args.positivity}
+    overrides.update({key: value for key, value in paired.items() if value is not None})
+    if args.register:
+        overrides["register_target"] = True
+    return overrides
+
+
+def _load_mask(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot be read as a mask (.npy of booleans): {err}") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    info = METHODS[args.method]
+    if not info.pipeline and (args.auto_approve or args.mask):
+        raise UsageError("--auto-approve and --mask belong to --method autostructn2v")
+    if info.pipeline and (args.target or args.target_from or args.deconv_psf or args.register):
+        raise UsageError("--target, --target-from, --register and --deconv-psf do not apply to autostructn2v")
+    config = api.make_config(args.method, args.mode, args.preset, _train_overrides(args, info.pipeline))
+    if info.pipeline and not (config.auto_approve or args.mask or _interactive()):
+        raise UsageError("no terminal to review the mask on; pass --auto-approve, or --mask MASK.npy")
+    out = Path(args.out)
+    overwrite = _confirm_overwrite(out, args.force, is_dir=True)
+    images = [load_image(path) for path in args.input]
+    targets = [load_image(path) for path in args.target] if args.target else None
+    mask = _load_mask(args.mask) if args.mask else None
+    stop, printer = StopRequest(), ProgressPrinter()
+    with StopOnSignals(stop):
+        run = api.train(
+            images, config, targets=targets, run_dir=out, overwrite=overwrite, mask=mask,
+            review=terminal_review, callback=printer, stop=stop, input_files=[*args.input, *(args.target or [])],
+            names=args.input,
+        )  # fmt: skip
+        if info.pipeline and run.extraction is not None and (config.auto_approve or mask is not None):
+            print_extraction(run.extraction)
+        print(f"{info.label} {run.state.value}: {run.message}")
+        if run.model is None:
+            print(f"no model was kept; {out} holds no run files")
+            return EXIT_STOPPED
+        print(f"model: {out / 'config.json'}")
+        if args.no_predict:
+            return 0
+        for index, (path, image) in enumerate(zip(args.input, images, strict=True)):
+            stem = None if len(images) == 1 else f"{index + 1}_{Path(path).stem}"
+            plane = image[0] if image.shape[0] == 1 else image
+            prediction = predict_and_write(run.model, plane, out, source=path, stem=stem, callback=printer, stop=stop)
+            for output, file in prediction.files.items():
+                print(f"{output}: {file}")
+    return 0 if run.state != RunState.STOPPED or run.model is not None else EXIT_STOPPED
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    _refuse_input_as_output(out, [args.input])
+    _confirm_overwrite(out, args.force)
+    image = load_image(args.input)
+    try:
+        filtered = apply_filter_spec(image, args.filter)
+    except ValueError as err:
+        raise UsageError(f"--filter: {err}") from None
+    print(f"filtered: {write_tiff(out, filtered[0] if image.shape[0] == 1 else filtered)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    figure = Path(args.figure) if args.figure else None
+    if figure is not None:
+        # The figure is checked before any work: it must never replace an input (or any file unasked).
+        _refuse_input_as_output(figure, [args.noisy, *args.results, *([args.reference] if args.reference else [])])
+        _confirm_overwrite(figure, args.force)
+    noisy = load_image(args.noisy)
+    results = {Path(path).stem: load_image(path) for path in args.results}
+    for spec in args.filter or []:
+        try:
+            results[spec] = apply_filter_spec(noisy, spec)
+        except ValueError as err:
+            raise UsageError(f"--filter: {err}") from None
+    reference = load_image(args.reference) if args.reference else None
+    try:
+        rows = compare_results(noisy, results, reference)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    print(format_table(rows))
+    if figure is not None:
+        panels = [("noisy", noisy), *results.items()] + ([("reference", reference)] if reference is not None else [])
+        print(f"figure: {write_png(figure, side_by_side(panels, reference))}")
+    return 0
+
+
+def cmd_mask(args: argparse.Namespace) -> int:
+    """Extract a mask from an existing model's residual on an image (any N2V model serves as stage 1)."""
+    out = None
+    if args.out:
+        out = Path(args.out)
+        if out.suffix != ".npy":
+            out = out.with_name(out.name + ".npy")  # numpy would add it anyway: check the file really written
+        _refuse_input_as_output(out, [args.input])
+        _confirm_overwrite(out, args.force)
+    model = api.load_model(args.model)
+    params = parse_extractor(" ".join(args.set or []), api.MaskExtractorConfig())
+    result = api.extract_mask(model, load_image(args.input), params, device=args.device)
+    print_extraction(result)
+    if out is not None:
+        print(f"mask: {save_mask(out, result.mask)}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model = api.load_model(args.model)
+    out = Path(args.out)
+    _refuse_input_as_output(out, [args.input])
+    overwrite = _confirm_overwrite(out, args.force)
+    if args.output == "deconvolved" and not model.deconvolving:
+        raise UsageError("--output deconvolved needs a DecoNoising model (trained with --deconv-psf)")
+    stop = StopRequest()
+    with StopOnSignals(stop):
+        target = api.predict_file(
+            model, args.input, out, output=args.output, overwrite=overwrite, tile_size=args.tile,
+            batch_size=args.batch, device=args.device, callback=ProgressPrinter(), stop=stop,
+        )  # fmt: skip
+    print(f"{args.output}: {target}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    out = Path(args.out)
+    _confirm_overwrite(out, args.force, is_dir=True)
+    run_demo(out, max_time=args.max_time, callback=ProgressPrinter())
+    return 0
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    """Open napari with the plugin docked and a sample (or the given files) loaded."""
+    try:
+        from .._qt.launch import main as launch
+    except ImportError as err:
+        raise UsageError(
+            f"the napari face is not installed ({err.name}); pip install 'napari-denoise-studio[napari]'"
+        ) from None
+    return launch(sample=None if args.sample == "none" else args.sample, files=args.files)

@@ -1,0 +1,114 @@
+"""The command-line parser: subcommands, flags and their help; choices come from the registry."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+from ..engine.registry import METHODS, MODES, OUTPUTS, PRESETS
+from .commands import cmd_compare, cmd_demo, cmd_filter, cmd_gui, cmd_mask, cmd_predict, cmd_train
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (argparse turns the ValueError into exit status 2)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="denoise-studio",
+        description="Self-supervised denoising of microscopy images (Noise2Void family).",
+    )
+    parser.add_argument("--version", action="version", version=f"denoise-studio {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model on noisy images and denoise them")
+    p.add_argument("input", nargs="+", help="TIFF/PNG image(s) or stack(s) to train on")
+    methods = "; ".join(f"{name}: {info.label}" for name, info in METHODS.items())
+    p.add_argument("--method", choices=tuple(METHODS), default="n2v", help=methods)
+    p.add_argument("--mode", choices=tuple(MODES), default="2d")
+    p.add_argument("--preset", choices=PRESETS, default="fast")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-time", type=float, dest="max_time", help="wall-time budget in seconds")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set patch_size=96 --set training.learning_rate=5e-4",
+    )
+    p.add_argument("--out", required=True, help="run directory for config.json, model.pth, denoised.tif")
+    p.add_argument("--no-predict", action="store_true", help="only train; do not denoise the input")
+    p.add_argument("--target", nargs="+", help="n2n: second noisy acquisition(s); care: clean acquisition(s)")
+    p.add_argument(
+        "--target-from", dest="target_from", help="care: target made by a filter: gaussian:1.5, median:5, nlm"
+    )
+    p.add_argument("--register", action="store_true", help="shift a misaligned target onto the input")
+    p.add_argument("--deconv-psf", type=float, dest="deconv_psf", help="n2v/n2v2: DecoNoising with a Gaussian PSF")
+    p.add_argument("--positivity", type=float, help="DecoNoising: weight of the positivity penalty (default 1)")
+    p.add_argument("--auto-approve", action="store_true", help="autostructn2v: approve the extracted mask unseen")
+    p.add_argument("--mask", help="autostructn2v: use this mask (.npy) and train stage 2 (structN2V) only")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="apply a trained model to an image or stack (streamed to disk)")
+    p.add_argument("model", help="run directory (or its config.json)")
+    p.add_argument("input", help="TIFF/PNG image or stack")
+    p.add_argument("--out", required=True, help="output TIFF")
+    p.add_argument("--tile", type=_positive_int, default=256, help="tile side in pixels (the overlap is automatic)")
+    p.add_argument("--batch", type=_positive_int, default=4, help="tiles per forward pass")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--output",
+        choices=(*OUTPUTS, "stage1"),
+        default="denoised",
+        help="DecoNoising models also give the deconvolved image; autoStructN2V runs their stage-1 network",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("filter", help="apply a classical filter (gaussian, median, box, box3d, nlm)")
+    p.add_argument("input")
+    p.add_argument("--filter", required=True, help="e.g. gaussian:1.5, median:5, box:3, box3d:3, nlm")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("compare", help="compare results (and filters) with numbers and a side-by-side figure")
+    p.add_argument("noisy")
+    p.add_argument("results", nargs="*", help="denoised images to compare")
+    p.add_argument("--filter", action="append", help="also compare a filter, e.g. --filter gaussian:1.5")
+    p.add_argument("--reference", help="a high-SNR image of the same field: PSNR, SSIM, SNR")
+    p.add_argument("--figure", help="write a side-by-side PNG")
+    p.add_argument("--force", action="store_true", help="overwrite an existing figure file")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("mask", help="extract a structured-noise mask from a trained model's residual")
+    p.add_argument("model", help="run directory of a trained model (N2V or autoStructN2V)")
+    p.add_argument("input", help="the noisy image or stack")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extractor parameter, e.g. --set base_percentile=60 --set max_pixels=9",
+    )
+    p.add_argument("--out", help="save the mask as .npy")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--force", action="store_true", help="overwrite an existing mask file")
+    p.set_defaults(func=cmd_mask)
+
+    p = sub.add_parser("gui", help="open napari with the Denoise Studio docks and a sample loaded")
+    p.add_argument("files", nargs="*", help="image files to open instead of a sample")
+    p.add_argument("--sample", choices=("confocal", "stem", "timelapse", "none"), default="confocal")
+    p.set_defaults(func=cmd_gui)
+
+    p = sub.add_parser("demo", help="denoise the bundled sample image and write a side-by-side PNG")
+    p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
+    p.add_argument("--max-time", type=float, default=60.0, dest="max_time", help="training budget in seconds")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    p.set_defaults(func=cmd_demo)
+    return parser

@@ -1,0 +1,431 @@
+"""One training run, from the checked input to the model on disk: the only orchestration there is.
+
+Every face starts training here (the Python API, the command line, the napari docks). A run
+
+1. checks the images for the mode, resolves and aligns the targets (paired methods) once,
+2. fits the normalisation(s),
+3. locks its run folder (a second run on it is refused) and clears an old run's files when allowed,
+4. trains, with the best weights checkpointed to disk while it goes,
+5. autoStructN2V: stops at the review gate, where a *decision* (approve the mask as extracted or as
+   edited, regenerate it with other extractor settings, skip stage 2) moves it on,
+6. writes ``history.csv`` and builds the one model record, :class:`~.model.TrainedModel`.
+
+A run stopped before its first optimiser step keeps no model and leaves no files behind.
+
+:func:`run_training` drives a run to its end with a review *hook* (a function that looks at the
+extracted mask and returns a decision): the terminal review and :func:`auto_approve` are such hooks.
+The napari dock steps the same :class:`TrainingRun` with the same decisions from the GUI thread.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import AutoStructConfig, DenoiseConfig, MaskExtractorConfig
+from .data import Normalization, check_stack_for_mode
+from .errors import PipelineStateError
+from .events import ProgressCallback, RunState, StopRequest
+from .mask_extraction import MaskExtractionResult
+from .model import STAGE1, TrainedModel, now_iso
+from .persistence import HISTORY_FILE, RunFolder, save_model, write_history
+from .pipelines.autostruct import AutoStructPipeline, AutoStructState
+from .registry import stop_reason_text
+from .targets import prepare_targets
+from .training import TrainingResult, train
+
+RunConfig = DenoiseConfig | AutoStructConfig
+
+
+# -- review decisions ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Approve:
+    """Train stage 2 with the extracted mask, or with ``mask`` (an edited one)."""
+
+    mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Regenerate:
+    """Extract the mask again with other extractor settings (no retraining; the correlation is reused)."""
+
+    extractor: MaskExtractorConfig
+
+
+@dataclass(frozen=True)
+class SkipStage2:
+    """Keep stage 1 (plain N2V) as the result."""
+
+
+Decision = Approve | Regenerate | SkipStage2
+
+
+@dataclass(frozen=True)
+class ReviewRequest:
+    """What a review hook is shown: the extracted mask with its evidence, and the settings that made it."""
+
+    extraction: MaskExtractionResult
+    extractor: MaskExtractorConfig
+    mode: str
+
+
+ReviewHook = Callable[[ReviewRequest], Decision]
+
+
+def auto_approve(_request: ReviewRequest) -> Decision:
+    """The review hook that approves the extracted mask unseen."""
+    return Approve()
+
+
+# -- the result -----------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """What a run hands back: the model (None when it kept none), the history, how it ended."""
+
+    model: TrainedModel | None
+    state: RunState
+    message: str
+    run_dir: Path | None = None
+    #: Per-epoch records by stage ("training"; autoStructN2V: "stage1", "stage2").
+    histories: dict[str, list[dict]] = field(default_factory=dict)
+    #: The training summary of each stage (best loss, stop reason, steps, speed, device, ...).
+    summaries: dict[str, dict] = field(default_factory=dict)
+    extraction: MaskExtractionResult | None = None
+
+    @property
+    def history(self) -> list[dict]:
+        """The final network's per-epoch record."""
+        for stage in ("stage2", "stage1", "training"):
+            if self.histories.get(stage):
+                return self.histories[stage]
+        return []
+
+    @property
+    def summary(self) -> dict:
+        if self.model is not None:
+            return self.model.summary
+        return next(iter(self.summaries.values()), {})
+
+    @property
+    def stopped(self) -> bool:
+        return self.state == RunState.STOPPED
+
+
+# -- the run ----------------------------------------------------------------------------------------
+class TrainingRun:
+    """One run, stepped explicitly: :meth:`start`, then (autoStructN2V) :meth:`decide` until it ends.
+
+    ``start`` and ``decide`` block while they train; a GUI calls them from a worker thread. ``stop``
+    may be set from any thread; at the review gate :meth:`stop_at_review` ends the run with stage 1.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        images: np.ndarray | Sequence[np.ndarray],
+        *,
+        targets: np.ndarray | Sequence[np.ndarray] | None = None,
+        run_dir: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        input_files: Sequence[str | os.PathLike] = (),
+        names: Sequence[str] | None = None,
+        callback: ProgressCallback | None = None,
+        stop: StopRequest | None = None,
+    ):
+        self.config = config
+        self.images = [images] if isinstance(images, np.ndarray) else list(images)
+        if targets is not None and isinstance(targets, np.ndarray):
+            targets = [targets]
+        self.raw_targets = None if targets is None else list(targets)
+        self.names = list(names) if names else [f"image {i + 1}" for i in range(len(self.images))]
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._folder = RunFolder(self.run_dir, overwrite=overwrite, inputs=input_files) if run_dir else None
+        self.callback = callback
+        self.stop = stop or StopRequest()
+        self.state = RunState.PENDING
+        self.message = ""
+        self.pipeline: AutoStructPipeline | None = None
+        self.result: RunResult | None = None
+        self.normalization: Normalization | None = None
+        self.target_normalization: Normalization | None = None
+
+    @property
+    def is_pipeline(self) -> bool:
+        return isinstance(self.config, AutoStructConfig)
+
+    @property
+    def awaiting_review(self) -> bool:
+        return self.state == RunState.AWAITING_REVIEW
+
+    @property
+    def review_request(self) -> ReviewRequest:
+        if not self.awaiting_review or self.pipeline is None:
+            raise PipelineStateError("there is no mask waiting for review")
+        return ReviewRequest(self.pipeline.extraction, self.pipeline.config.extractor, self.config.mode)
+
+    def _checked_stacks(self) -> list[np.ndarray]:
+        pairs = zip(self.images, self.names, strict=True)
+        self.images = [check_stack_for_mode(image, self.config.mode, name=name) for image, name in pairs]
+        return self.images
+
+    # -- steps ------------------------------------------------------------------------------------
+    def start(self) -> RunState:
+        """Check the data, lock the folder and train (autoStructN2V: stage 1 and the mask extraction)."""
+        if self.state != RunState.PENDING:
+            raise PipelineStateError(f"the run has already started ({self.state.value})")
+        stacks = self._checked_stacks()
+        if self._folder is not None:
+            self._folder.acquire()
+        self.state = RunState.TRAINING
+        try:
+            if self.is_pipeline:
+                self._start_pipeline(stacks)
+            else:
+                self._train_single(stacks)
+        except BaseException:
+            self._fail()
+            raise
+        return self.state
+
+    def _train_single(self, stacks: list[np.ndarray]) -> None:
+        config: DenoiseConfig = self.config
+        targets = prepare_targets(config, stacks, self.raw_targets)
+        self.normalization = Normalization.fit(stacks, config.data)
+        self.target_normalization = Normalization.fit(targets, config.data) if targets is not None else None
+        result = train(
+            config, stacks, callback=self.callback, stop=self.stop, checkpoint=self._checkpoint(config),
+            normalization=self.normalization, targets=targets, target_normalization=self.target_normalization,
+            targets_prepared=True,
+        )  # fmt: skip
+        histories = {"training": result.history}
+        if result.steps == 0:
+            self._end_without_model(histories, {"training": result.summary()})
+            return
+        model = self._record(config, result, {})
+        self._finish(model, result, histories, {"training": result.summary()})
+
+    def _checkpoint(self, config: DenoiseConfig):
+        if self.run_dir is None:
+            return None
+        run_dir = self.run_dir
+
+        def write(state: dict, summary: dict) -> None:
+            # The best weights so far are always on disk, even if the run is killed.
+            save_model(
+                run_dir, config, self.normalization, state, summary, target_normalization=self.target_normalization
+            )
+
+        return write
+
+    def _start_pipeline(self, stacks: list[np.ndarray]) -> None:
+        if self.raw_targets is not None:
+            raise PipelineStateError("autoStructN2V learns from the noisy images alone; it takes no target")
+        pipeline = AutoStructPipeline(self.config, stacks, callback=self.callback, stop=self.stop, run_dir=self.run_dir)
+        self.pipeline = pipeline
+        self.normalization = pipeline.normalization
+        pipeline.run_stage1()
+        if pipeline.stage1.steps == 0:
+            self._end_without_model(self._histories(), self._summaries())
+            return
+        if pipeline.state == AutoStructState.STOPPED:
+            pipeline.save()
+            self._finish_pipeline(RunState.STOPPED, "stopped during stage 1; the best stage-1 model is kept")
+            return
+        pipeline.extract_mask()
+        self.state = RunState.AWAITING_REVIEW
+        self.message = pipeline.extraction.summary()
+
+    def use_mask(self, mask: np.ndarray) -> RunState:
+        """autoStructN2V with a mask the user already has: no stage 1, straight to stage 2."""
+        if not self.is_pipeline or self.state != RunState.PENDING:
+            raise PipelineStateError("a given mask needs an autoStructN2V run that has not started")
+        stacks = self._checked_stacks()
+        if self._folder is not None:
+            self._folder.acquire()
+        try:
+            self.pipeline = AutoStructPipeline(
+                self.config, stacks, callback=self.callback, stop=self.stop, run_dir=self.run_dir
+            )
+            self.normalization = self.pipeline.normalization
+            self.pipeline.use_mask(mask)
+            self.state = RunState.TRAINING
+            self._stage2()
+        except BaseException:
+            self._fail()
+            raise
+        return self.state
+
+    def decide(self, decision: Decision) -> RunState:
+        """Apply a review decision: regenerate (the run stays at the review), approve or skip stage 2."""
+        if not self.awaiting_review:
+            raise PipelineStateError("there is no mask waiting for review")
+        pipeline = self.pipeline
+        try:
+            if isinstance(decision, Regenerate):
+                pipeline.regenerate(decision.extractor)
+                self.message = pipeline.extraction.summary()
+            elif isinstance(decision, Approve):
+                pipeline.approve(decision.mask)
+                self.state = RunState.TRAINING
+                self._stage2()
+            elif isinstance(decision, SkipStage2):
+                pipeline.skip_stage2()
+                self._finish_pipeline(RunState.COMPLETE, stop_reason_text("skipped"))
+            else:
+                raise PipelineStateError(f"not a review decision: {decision!r}")
+        except (PipelineStateError, ValueError):
+            raise  # a refused decision (e.g. an invalid edited mask) leaves the run at the review
+        except BaseException:
+            self._fail()
+            raise
+        return self.state
+
+    def stop_at_review(self) -> RunState:
+        """End a run waiting at the review: stage 1 is kept as the result."""
+        if not self.awaiting_review:
+            raise PipelineStateError("the run is not waiting at the review")
+        try:
+            self.pipeline.skip_stage2()
+        except BaseException:
+            self._fail()
+            raise
+        self._finish_pipeline(RunState.STOPPED, "stopped at the mask review; the stage-1 model is kept")
+        return self.state
+
+    def _stage2(self) -> None:
+        pipeline = self.pipeline
+        pipeline.run_stage2()
+        stage2 = pipeline.stage2
+        if stage2 is None:  # stopped before stage 2 learnt anything
+            self._finish_pipeline(RunState.STOPPED, "stopped before stage 2 trained; the stage-1 model is kept")
+        elif stage2.stop_reason == "stopped":
+            self._finish_pipeline(RunState.STOPPED, "stopped during stage 2; the best stage-2 model is kept")
+        else:
+            self._finish_pipeline(
+                RunState.COMPLETE,
+                f"stage 2 ended: {stop_reason_text(stage2.stop_reason)}; best stage-2 validation loss "
+                f"{stage2.best_val_loss:.4g} (epoch {stage2.best_epoch})",
+            )
+
+    # -- endings ------------------------------------------------------------------------------------
+    def _histories(self) -> dict[str, list[dict]]:
+        pipeline = self.pipeline
+        return {
+            stage: result.history
+            for stage, result in (("stage1", pipeline.stage1), ("stage2", pipeline.stage2))
+            if result is not None
+        }
+
+    def _summaries(self) -> dict[str, dict]:
+        pipeline = self.pipeline
+        return {
+            stage: result.summary()
+            for stage, result in (("stage1", pipeline.stage1), ("stage2", pipeline.stage2))
+            if result is not None
+        }
+
+    def _record(self, config: DenoiseConfig, result: TrainingResult, stages: dict, **extra) -> TrainedModel:
+        return TrainedModel(
+            method=self.config.method,
+            config=config,
+            normalization=self.normalization,
+            network=result.model,
+            target_normalization=result.target_normalization,
+            stage_networks=stages,
+            run_dir=self.run_dir,
+            created=now_iso(),
+            summary=result.summary(),
+            **extra,
+        )
+
+    def _finish_pipeline(self, state: RunState, message: str) -> None:
+        pipeline = self.pipeline
+        stages, final, config = {}, None, None
+        if pipeline.stage1 is not None:
+            stages[STAGE1] = pipeline.stage1.model
+            final, config = pipeline.stage1, pipeline.config.stage1
+        if pipeline.stage2 is not None:
+            stages["stage2"] = pipeline.stage2.model
+            final, config = pipeline.stage2, pipeline.final_config
+        model = self._record(config, final, stages, mask=pipeline.approved_mask)
+        self._finish(model, final, self._histories(), self._summaries(), state, message)
+
+    def _finish(
+        self,
+        model: TrainedModel,
+        final: TrainingResult,
+        histories: dict[str, list[dict]],
+        summaries: dict[str, dict],
+        state: RunState | None = None,
+        message: str = "",
+    ) -> None:
+        if state is None:
+            state = RunState.STOPPED if final.stop_reason == "stopped" else RunState.COMPLETE
+        if not message:
+            message = f"{stop_reason_text(final.stop_reason)}; best validation loss {final.best_val_loss:.4g} " \
+                      f"(epoch {final.best_epoch})"  # fmt: skip
+        if self.run_dir is not None:
+            for stage, history in histories.items():
+                name = HISTORY_FILE if stage == "training" else f"history_{stage}.csv"
+                write_history(self.run_dir / name, history)
+        self._end(RunResult(model, state, message, self.run_dir, histories, summaries, self._extraction()))
+
+    def _end_without_model(self, histories: dict, summaries: dict) -> None:
+        if self._folder is not None:
+            self._folder.discard()
+        self._end(RunResult(None, RunState.STOPPED, stop_reason_text("no_step"), self.run_dir, histories, summaries))
+
+    def _extraction(self) -> MaskExtractionResult | None:
+        return None if self.pipeline is None else self.pipeline.extraction
+
+    def _end(self, result: RunResult) -> None:
+        self.result = result
+        self.state = result.state
+        self.message = result.message
+        if self._folder is not None:
+            self._folder.release()
+        self.images = []
+        self.raw_targets = None
+
+    def _fail(self) -> None:
+        self.state = RunState.FAILED
+        if self._folder is not None:
+            self._folder.release()
+
+
+def run_training(
+    config: RunConfig,
+    images: np.ndarray | Sequence[np.ndarray],
+    *,
+    targets: np.ndarray | Sequence[np.ndarray] | None = None,
+    run_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    review: ReviewHook | None = None,
+    mask: np.ndarray | None = None,
+    callback: ProgressCallback | None = None,
+    stop: StopRequest | None = None,
+    input_files: Sequence[str | os.PathLike] = (),
+    names: Sequence[str] | None = None,
+) -> RunResult:
+    """Run a whole training (see the module docstring). autoStructN2V: ``review`` decides at the gate
+    (default: the config's ``auto_approve`` or, failing that, :func:`auto_approve`); ``mask`` skips stage 1."""
+    run = TrainingRun(
+        config, images, targets=targets, run_dir=run_dir, overwrite=overwrite, input_files=input_files,
+        names=names, callback=callback, stop=stop,
+    )  # fmt: skip
+    if mask is not None:
+        run.use_mask(mask)
+        return run.result
+    run.start()
+    if review is None or getattr(config, "auto_approve", False):
+        review = auto_approve
+    while run.awaiting_review:
+        if run.stop.requested:
+            run.stop_at_review()
+        else:
+            run.decide(review(run.review_request))
+    return run.result
