@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         lines += speed_section(load_image(noisy_path)[0], load_image(ref_path)[0].astype(np.float32), 60.0)
         text = "\n".join(lines) + "\n"
         print(text)
-        print(f"written: {write_section('speed-' + _slug(machine()), text)}")
+        # One section per kind of processor: the same CPU name with and without native bf16 differs threefold.
+        kind = _slug(machine()) + ("-bf16" if native_bf16() else "")
+        print(f"written: {write_section('speed-' + kind, text)}")
         return 0
 
     filter_names = [f"{n} {s:g}" for n, s in BASELINE_FILTERS]

@@ -13,6 +13,7 @@ from test_cli import TINY_FLAGS
 
 from denoise_studio import cli
 from denoise_studio.cli import EXIT_BAD_INPUT, main
+from denoise_studio.engine.mask_extraction import text_grid
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,9 @@ def test_auto_approve_runs_both_stages(tmp_path, line_noise_tif):
         assert (tmp_path / name).exists(), name
     record = json.loads((tmp_path / "config.json").read_text())
     assert record["method"] == "autostructn2v" and record["state"] == "done"
-    assert "kernel 11x11" in stdout and "o" in stdout  # the grid and its statistics were printed
+    # The grid of the mask that was saved, and its statistics, were printed.
+    assert text_grid(np.load(tmp_path / "mask.npy")) in stdout
+    assert "kernel 11x11" in stdout and "autoStructN2V complete" in stdout
 
 
 def test_given_mask_skips_stage1(tmp_path, line_noise_tif):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from qt_helpers import TINY, click, noisy_image, set_fields
@@ -106,7 +107,13 @@ def test_noise2noise_trains_on_two_noisy_layers(studio, qtbot, synchronous):
     set_fields(widget.configure, TINY)
     click(qtbot, widget.training.start_button)
     assert widget.training.state == "complete", widget.training.status_label.text()
-    assert viewer.layers["first denoised (Noise2Noise)"].data.shape == (64, 64)
+    layer = viewer.layers["first denoised (Noise2Noise)"]
+    model = widget.session.model
+    assert model.method == "n2n" and model.target_normalization is not None
+    # The layer is the trained model's answer on the first image, in the target's scale, and is on disk.
+    np.testing.assert_allclose(layer.data, model.predict(viewer.layers["first"].data), rtol=1e-4, atol=1e-3)
+    assert Path(layer.metadata["denoise_studio"]["file"]).is_file()
+    assert json.loads((model.run_dir / "config.json").read_text())["method"] == "n2n"
 
 
 def test_deconoising_adds_denoised_and_deconvolved_layers(studio, qtbot, synchronous):

@@ -82,3 +82,26 @@ def test_failed_training_reports_the_reason(studio, synchronous, monkeypatch):
     assert "simulated engine failure" in widget.training.status_label.text()
     assert widget.training.panels["training"].state == "failed"
     assert not widget.session.active and widget.training.start_button.isEnabled()
+
+
+def test_config_edits_read_no_pixels_and_bad_values_are_caught_at_start(studio, synchronous, monkeypatch):
+    import numpy as np
+
+    from denoise_studio.engine import io as engine_io
+
+    viewer, widget = studio
+    image = noisy_image((64, 64))
+    image[3, 5] = np.nan
+    viewer.add_image(image, name="holes")
+    assert widget.session.source_layer == "holes"
+    calls = []
+    original = engine_io.check_image
+    monkeypatch.setattr(engine_io, "check_image", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr("denoise_studio.engine.data.check_image", engine_io.check_image)
+    set_fields(widget.configure, TINY)  # many edits: each re-checks the data, from its shape alone
+    assert calls == []
+    assert widget.method.data_status.text().startswith("✓")
+    assert widget.training.start()  # the values are checked in the job
+    assert widget.training.state == "failed"
+    assert "1 NaN or Inf values" in widget.training.status_label.text()
+    assert widget.session.model is None and not widget.session.active

@@ -18,9 +18,9 @@ from qtpy.QtCore import QObject, Signal
 
 from .. import api
 from ..engine.config import AutoStructConfig, ConfigError, DenoiseConfig
-from ..engine.data import check_stack_for_mode
+from ..engine.data import check_layout_for_mode
 from ..engine.events import ProgressEvent
-from ..engine.io import InputError, check_image
+from ..engine.io import InputError
 from ..engine.model import TrainedModel
 from ..engine.registry import METHODS, MODES, PRESET_LABELS, TARGET_METHODS, mode_label
 from . import settings
@@ -211,11 +211,16 @@ class Session(QObject):
         if not self.needs_target_layer:
             return True, f"target made from the input with {self.config.supervised.target_from}"
         try:
-            _source, image = self.training_data()
-            name, target = self.target_data()
-            shape = check_image(target, name=name).shape
-            if shape != check_image(image).shape:
-                raise InputError(f"target {name}: shape {target.shape} differs from the input {image.shape}")
+            if not self.source_layer:
+                raise InputError("choose an image layer to train on, or open a TIFF file")
+            if not self.target_layer:
+                raise InputError("choose a target layer: the paired image of the same field")
+            if self.target_layer == self.source_layer:
+                raise InputError("the target layer is the image layer itself; choose the paired image")
+            name = self.target_layer
+            shape, target_shape = self._checked_layout(self.source_layer), self._checked_layout(name)
+            if target_shape != shape:
+                raise InputError(f"target {name}: shape {target_shape} differs from the input {shape}")
         except InputError as err:
             return False, str(err)
         return True, f"target {name}: same shape as the input; alignment is checked at Start"
@@ -225,37 +230,49 @@ class Session(QObject):
 
         return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
 
-    def layer_data(self, name: str) -> np.ndarray:
-        """The pixels of an image layer as a numpy array; a multiscale layer gives its full resolution."""
+    def _layer(self, name: str):
         if name not in self.viewer.layers:
             raise InputError(f"there is no layer named {name!r} any more")
         layer = self.viewer.layers[name]
         if getattr(layer, "rgb", False):
             raise InputError(f"{name}: is an RGB layer; convert it to a single channel first")
+        return layer
+
+    def layer_data(self, name: str) -> np.ndarray:
+        """The pixels of an image layer as a numpy array; a multiscale layer gives its full resolution."""
+        layer = self._layer(name)
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         return np.asarray(data)
 
+    def _checked_layout(self, name: str) -> tuple[int, int, int]:
+        """The (Z, Y, X) layout of a layer for the current mode, from its shape and type alone: this runs
+        on the GUI thread at every edit, so it never reads pixels (the values are checked at Start, in
+        the worker)."""
+        layer = self._layer(name)
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        try:
+            return check_layout_for_mode(data.shape, data.dtype, self.mode, name=name)
+        except InputError as err:
+            raise InputError(user_message(err, name)) from None
+
     def training_data(self) -> tuple[str, np.ndarray]:
-        """The chosen layer, validated for the current mode (raises InputError with a readable message)."""
+        """The chosen layer, its layout checked for the current mode (raises InputError with a readable message)."""
         if not self.source_layer:
             raise InputError("choose an image layer to train on, or open a TIFF file")
-        image = self.layer_data(self.source_layer)
-        try:
-            check_stack_for_mode(image, self.mode, name=self.source_layer)
-        except InputError as err:
-            raise InputError(user_message(err, self.source_layer)) from None
-        return self.source_layer, image
+        self._checked_layout(self.source_layer)
+        return self.source_layer, self.layer_data(self.source_layer)
 
     def data_status(self) -> tuple[bool, str]:
-        """(ready, message) for the chosen training data."""
+        """(ready, message) for the chosen training data (cheap: shape and type only)."""
+        if not self.source_layer:
+            return False, "choose an image layer to train on, or open a TIFF file"
         try:
-            name, image = self.training_data()
+            planes, height, width = self._checked_layout(self.source_layer)
         except InputError as err:
             return False, str(err)
-        planes = 1 if image.ndim == 2 else image.shape[0]
-        size = f"{image.shape[-2]}×{image.shape[-1]}"
+        size = f"{height}×{width}"
         what = size if planes == 1 else f"{planes} slices of {size}"
-        return True, f"{name}: {what}, ready for {mode_label(self.mode)} training"
+        return True, f"{self.source_layer}: {what}, ready for {mode_label(self.mode)} training"
 
     # -- models ---------------------------------------------------------------------------------
     def new_training_id(self) -> str:

@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import registry
 from .errors import ConfigError
 
-Method = Literal["n2v", "n2v2", "n2n", "care", "autoencoder"]
-Mode = Literal["2d", "2.5d"]
-Preset = Literal["fast", "balanced", "quality"]
+# The allowed values come from the registry (Literal of a tuple is Literal of its items).
+Method = Literal[registry.SINGLE_NETWORK_METHODS]  # type: ignore[valid-type]
+Mode = Literal[tuple(registry.MODES)]  # type: ignore[valid-type]
+Preset = Literal[registry.PRESETS]  # type: ignore[valid-type]
 
 #: Single-network methods, as the registry lists them (autoStructN2V has its own config below).
 METHODS: tuple[str, ...] = registry.SINGLE_NETWORK_METHODS

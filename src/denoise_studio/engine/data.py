@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .config import MIN_SLICES_2P5D, DataConfig
-from .io import InputError, check_image
+from .io import InputError, check_image, image_layout
 
 #: Validation patches are capped so that a validation pass stays cheap next to an epoch.
 MAX_VALIDATION_PATCHES = 64
@@ -85,13 +85,19 @@ def input_channels(mode: str) -> int:
 
 def check_stack_for_mode(stack: np.ndarray, mode: str, name: str = "image") -> np.ndarray:
     """Validate an image for a mode; 2.5D needs a real stack of enough slices."""
-    stack = check_image(stack, name=name)
-    if mode == "2.5d" and stack.shape[0] < MIN_SLICES_2P5D:
+    check_layout_for_mode(np.shape(stack), np.asarray(stack).dtype, mode, name)
+    return check_image(stack, name=name)
+
+
+def check_layout_for_mode(shape: tuple[int, ...], dtype, mode: str, name: str = "image") -> tuple[int, int, int]:
+    """The cheap part of :func:`check_stack_for_mode`: shape and type only, no pixel is read."""
+    zyx = image_layout(shape, dtype, name)
+    if mode == "2.5d" and zyx[0] < MIN_SLICES_2P5D:
         raise InputError(
-            f"{name}: insufficient stack depth for 2.5D: {stack.shape[0]} slice"
-            f"{'s' if stack.shape[0] != 1 else ''}, need {MIN_SLICES_2P5D}; use 2D mode"
+            f"{name}: insufficient stack depth for 2.5D: {zyx[0]} slice"
+            f"{'s' if zyx[0] != 1 else ''}, need {MIN_SLICES_2P5D}; use 2D mode"
         )
-    return stack
+    return zyx
 
 
 #: A 2.5D model needs real neighbouring slices; with fewer it would see copies of the centre slice.

@@ -141,41 +141,49 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return image
 
 
+def image_layout(shape: tuple[int, ...], dtype, name: str = "image") -> tuple[int, int, int]:
+    """The ``(Z, Y, X)`` shape an image of ``shape`` and ``dtype`` is read as, without looking at a pixel.
+
+    Raises :class:`InputError` for RGB, channels, 4D+, complex, boolean, empty or tiny input. Cheap
+    enough for a GUI thread on every edit; :func:`check_image` adds the checks that read the values.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        raise InputError(f"{name}: complex values are not supported")
+    if dtype.kind == "b":
+        raise InputError(f"{name}: a boolean mask is not an image")
+    if dtype.kind not in "uif":
+        raise InputError(f"{name}: unsupported data type {dtype}")
+    shape = tuple(int(n) for n in shape)
+    if math.prod(shape) == 0:
+        raise InputError(f"{name}: the image is empty (shape {shape})")
+    # Singleton axes carry no pixels: (Y, X, 1) and (1, 1, Y, X) are 2D images.
+    squeezed = tuple(n for n in shape if n != 1) if len(shape) >= 3 else shape
+    if len(squeezed) == 3 and squeezed[-1] in (3, 4) and squeezed[0] > 4:
+        raise InputError(f"{name}: looks like an RGB(A) image (shape {shape}); convert it to a single channel first")
+    if len(squeezed) == 3 and squeezed[-1] < MIN_SIDE and min(squeezed[:2]) >= MIN_SIDE:
+        raise InputError(
+            f"{name}: looks like a {squeezed[-1]}-channel image (channels last, shape {shape}); "
+            "the engine denoises one channel at a time: split the channels and open one at a time"
+        )
+    if len(squeezed) < 2 or len(squeezed) > 3:
+        raise InputError(
+            f"{name}: expected a 2D image (YX) or a stack (ZYX or TYX), got {len(shape)} dimensions "
+            f"(shape {shape}); split channels or time points first"
+        )
+    zyx = (1, *squeezed) if len(squeezed) == 2 else squeezed
+    if min(zyx[1:]) < MIN_SIDE:
+        raise InputError(f"{name}: too small ({zyx[-2]}x{zyx[-1]} pixels); need at least {MIN_SIDE}x{MIN_SIDE}")
+    return zyx
+
+
 def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
     """Validate an image or stack and return it as ``(Z, Y, X)`` (a 2D image becomes Z=1).
 
     Raises :class:`InputError` for RGB, 4D+, complex, boolean, NaN/Inf, empty, constant or tiny input.
     """
     image = np.asarray(image)
-    if image.dtype.kind == "c":
-        raise InputError(f"{name}: complex values are not supported")
-    if image.dtype.kind == "b":
-        raise InputError(f"{name}: a boolean mask is not an image")
-    if image.dtype.kind not in "uif":
-        raise InputError(f"{name}: unsupported data type {image.dtype}")
-    if image.size == 0:
-        raise InputError(f"{name}: the image is empty (shape {image.shape})")
-    # Singleton axes carry no pixels: (Y, X, 1) and (1, 1, Y, X) are 2D images.
-    squeezed = np.squeeze(image) if image.ndim >= 3 else image
-    if squeezed.ndim == 3 and squeezed.shape[-1] in (3, 4) and squeezed.shape[0] > 4:
-        raise InputError(
-            f"{name}: looks like an RGB(A) image (shape {image.shape}); convert it to a single channel first"
-        )
-    if squeezed.ndim == 3 and squeezed.shape[-1] < MIN_SIDE and min(squeezed.shape[:2]) >= MIN_SIDE:
-        raise InputError(
-            f"{name}: looks like a {squeezed.shape[-1]}-channel image (channels last, shape {image.shape}); "
-            "the engine denoises one channel at a time: split the channels and open one at a time"
-        )
-    if squeezed.ndim < 2 or squeezed.ndim > 3:
-        raise InputError(
-            f"{name}: expected a 2D image (YX) or a stack (ZYX or TYX), got {image.ndim} dimensions "
-            f"(shape {image.shape}); split channels or time points first"
-        )
-    stack = squeezed[np.newaxis] if squeezed.ndim == 2 else squeezed
-    if min(stack.shape[1:]) < MIN_SIDE:
-        raise InputError(
-            f"{name}: too small ({stack.shape[-2]}x{stack.shape[-1]} pixels); need at least {MIN_SIDE}x{MIN_SIDE}"
-        )
+    stack = image.reshape(image_layout(image.shape, image.dtype, name))
     if stack.dtype.kind == "f":
         finite = np.isfinite(stack)
         if not finite.all():
