@@ -62,10 +62,12 @@ def test_a_large_single_image_reports_progress_tile_by_tile(predictor, make_imag
     image = make_image((64, 64))
     tiled = predictor(tile_size=16, batch_size=2, depth=1).predict(image, callback=events.append)
     tiles = [e for e in events if e.kind == "tile"]
-    assert [(e.batch, e.batches) for e in tiles] == [(i, 8) for i in range(1, 8)]  # 16 tiles in batches of 2
+    assert [(e.tile, e.tiles) for e in tiles] == [(i, 8) for i in range(1, 8)]  # 16 tiles in batches of 2
     fractions = [e.fraction for e in tiles] + [events[-1].fraction]
     assert fractions == sorted(fractions) and events[-1].kind == "plane" and fractions[-1] == 1.0
     assert tiles[3].fraction == pytest.approx(0.5)
+    # Typed: a tile event labels tiles as tiles (and planes as planes), never as epochs or batches.
+    assert tiles[0].prediction_position == "plane 1/1, tiles 1/8" and not hasattr(tiles[0], "epoch")
     assert_same(tiled, predictor(depth=1).predict(image))  # reporting changes nothing
 
 
@@ -73,7 +75,7 @@ def test_stack_tile_progress_counts_the_planes(predictor, make_image):
     events = []
     predictor(tile_size=16, batch_size=4, depth=1).predict(make_image((3, 32, 64)), callback=events.append)
     tiles = [e for e in events if e.kind == "tile"]
-    assert [(e.epoch, e.batch, e.batches) for e in tiles] == [(z, 1, 2) for z in (1, 2, 3)]  # 8 tiles, 4 a batch
+    assert [(e.plane, e.tile, e.tiles) for e in tiles] == [(z, 1, 2) for z in (1, 2, 3)]  # 8 tiles, 4 a batch
     assert [round(e.fraction, 4) for e in tiles] == [round((z + 0.5) / 3, 4) for z in range(3)]
 
 
@@ -118,7 +120,8 @@ def test_predict_file_streams_and_matches_in_memory(mode, predictor, make_image,
     result = tifffile.imread(target)
     assert result.shape == stack.shape and result.dtype == np.float32
     assert_same(result, expected)
-    assert [e.batch for e in planes if e.kind == "plane"] == [1, 2, 3, 4, 5] and planes[-1].fraction == 1.0
+    assert [e.plane for e in planes if e.kind == "plane"] == [1, 2, 3, 4, 5] and planes[-1].fraction == 1.0
+    assert {e.file for e in planes} == {str(target)}  # the events say which file is being written
     assert {e.kind for e in planes} == {"plane", "tile"}  # several tile batches per plane report too
     assert sorted(p.name for p in target.parent.iterdir()) == ["denoised.tif"]
 

@@ -50,9 +50,10 @@ def test_2p5d_needs_enough_slices(studio, qtbot):
     click(qtbot, widget.method.mode_buttons["2.5d"])
     assert widget.session.mode == "2.5d" and widget.session.config.mode == "2.5d"
     message = widget.method.data_status.text()
-    assert message.startswith("✗ Insufficient stack depth for 2.5D: 12 slices, need 20")
+    # The message names the layer, so a user with several layers knows which one is meant.
+    assert message.startswith("✗ layer 'short stack': insufficient stack depth for 2.5D: 12 slices, need 20")
     assert not widget.training.start()
-    assert "Insufficient stack depth for 2.5D: 12 slices, need 20" in widget.training.notice.text()
+    assert "insufficient stack depth for 2.5D: 12 slices, need 20" in widget.training.notice.text()
 
     viewer.add_image(noisy_image((20, 48, 48)), name="long stack")
     widget.method.select_layer("long stack")
@@ -105,3 +106,22 @@ def test_config_edits_read_no_pixels_and_bad_values_are_caught_at_start(studio, 
     assert widget.training.state == "failed"
     assert "1 NaN or Inf values" in widget.training.status_label.text()
     assert widget.session.model is None and not widget.session.active
+
+
+def test_a_channels_last_layer_is_named_and_explained(studio):
+    import numpy as np
+
+    viewer, widget = studio
+    viewer.add_image(np.zeros((64, 64, 2), np.float32), name="two channels", rgb=False)
+    message = widget.method.data_status.text()
+    assert message.startswith("✗ layer 'two channels': looks like a 2-channel image (channels last")
+    assert "too small" not in message.lower()
+
+
+def test_import_mode_fixes_method_and_mode(studio, qtbot):
+    _viewer, widget = studio
+    buttons = [*widget.method.method_buttons.values(), *widget.method.mode_buttons.values()]
+    click(qtbot, widget.method.import_button)
+    assert not any(button.isEnabled() for button in buttons)
+    click(qtbot, widget.method.train_button)
+    assert all(button.isEnabled() for button in buttons)

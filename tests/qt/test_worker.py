@@ -10,14 +10,14 @@ from qtpy.QtWidgets import QApplication
 
 from denoise_studio._qt import worker
 from denoise_studio._qt.worker import EngineJob, describe_error, synchronous
-from denoise_studio.engine.events import ProgressEvent
+from denoise_studio.engine.events import TrainingEvent
 from denoise_studio.engine.io import InputError
 
 
 def counting_call(callback, stop):
     """Emits three events from whatever thread runs it; reports that thread."""
     for index in range(3):
-        callback(ProgressEvent("batch", batch=index + 1, batches=3, epochs=1, epoch=1))
+        callback(TrainingEvent("batch", batch=index + 1, batches=3, epochs=1, epoch=1))
     return threading.current_thread().name
 
 

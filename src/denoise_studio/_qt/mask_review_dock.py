@@ -158,7 +158,13 @@ class MaskReviewDock(QWidget):
     def _follow(self, run: TrainingRun) -> None:
         self.run = run
         run.review_requested.connect(self.show_extraction)
-        run.state_changed.connect(lambda _state, _message: self._update_buttons())
+        run.state_changed.connect(self._on_run_state)
+
+    def _on_run_state(self, state: str, message: str) -> None:
+        # Once the run has left the review (approved, skipped, stopped, failed) the grid is no longer editable.
+        if self.extraction is not None and state not in (REVIEW, "training"):
+            self.status.setText(f"The review is over: {message}" if message else "The review is over.")
+        self._update_buttons()
 
     def _show_idle(self) -> None:
         if self.extraction is not None and self.run is not None and self.run.state == REVIEW:

@@ -385,6 +385,7 @@ class MethodDock(QWidget):
             button.setChecked(checked)
             button.blockSignals(False)
         self.pages.setCurrentIndex(1 if importing else 0)
+        self._enable_choices()
         self._show_method_fields()
 
     def _show_method_fields(self) -> None:
@@ -412,10 +413,22 @@ class MethodDock(QWidget):
         self.field_error.setText(f"Not a valid configuration: {message}" if message else "")
         self.field_error.setVisible(bool(message))
 
+    def _enable_choices(self) -> None:
+        # An imported model brings its own method and mode; a run in progress has fixed them too.
+        importing = self.session.workflow == "import"
+        hints = {("method", k): h for k, _t, h in METHOD_CHOICES} | {("mode", k): h for k, _t, h in MODE_CHOICES}
+        buttons = [("method", k, b) for k, b in self.method_buttons.items()]
+        buttons += [("mode", k, b) for k, b in self.mode_buttons.items()]
+        for kind, key, button in buttons:
+            button.setEnabled(not (self.session.active or importing))
+            button.setToolTip(
+                "Set by the imported model; choose 'Train from scratch' to change it." if importing
+                else hints[(kind, key)]
+            )
+
     def _on_busy(self, busy: bool) -> None:
         # Method, mode and data are part of the run that is going on; changing them mid-run would mislead.
-        for button in (*self.method_buttons.values(), *self.mode_buttons.values()):
-            button.setEnabled(not busy)
+        self._enable_choices()
         self.layer_combo.setEnabled(not busy)
         self.open_tiff_button.setEnabled(not busy)
         self.target_combo.setEnabled(not busy and self.session.needs_target_layer)

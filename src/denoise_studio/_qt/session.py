@@ -250,10 +250,7 @@ class Session(QObject):
         the worker)."""
         layer = self._layer(name)
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-        try:
-            return check_layout_for_mode(data.shape, data.dtype, self.mode, name=name)
-        except InputError as err:
-            raise InputError(user_message(err, name)) from None
+        return check_layout_for_mode(data.shape, data.dtype, self.mode, name=f"layer {name!r}")
 
     def training_data(self) -> tuple[str, np.ndarray]:
         """The chosen layer, its layout checked for the current mode (raises InputError with a readable message)."""

@@ -160,10 +160,10 @@ class PhasePanel(QWidget):
     def update_from(self, event: ProgressEvent) -> None:
         if event.kind == "started":
             self.set_status(TRAINING, event.message)
-            self.progress.setFormat(f"epoch 0/{event.epochs}")
+            self.progress.setFormat("epoch 0" if event.limited_by_time else f"epoch 0/{event.epochs}")
         elif event.kind in ("batch", "epoch"):
             self.progress.setValue(int(event.fraction * PROGRESS_STEPS))
-            self.progress.setFormat(f"epoch {event.epoch}/{event.epochs} · {format_duration(event.time_left)}")
+            self.progress.setFormat(f"{event.epoch_position} · {format_duration(event.time_left)}")
             if event.kind == "epoch" and self.plot is not None:
                 self._add_epoch(event)
         elif event.kind == "finished":
@@ -325,6 +325,7 @@ class TrainingDock(QWidget):
         self.stop_button.setEnabled(active)
         if not active:
             self.activity.clear()
+            self.notice.hide()  # a refusal while the run went on no longer applies once it has ended
 
     def _on_phase(self, phase: str, status: str, message: str) -> None:
         panel = self.panels.get(phase)
@@ -335,7 +336,7 @@ class TrainingDock(QWidget):
 
     def _on_progress(self, event: ProgressEvent) -> None:
         if event.stage == "prediction":
-            self.activity.setText(f"denoising the training image: plane {event.batch}/{event.batches}")
+            self.activity.setText(f"denoising the training image: {event.prediction_position}")
             return
         panel = self.panels.get(event.stage)
         if panel is not None:

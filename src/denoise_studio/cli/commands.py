@@ -11,7 +11,7 @@ import numpy as np
 from .. import api
 from ..engine.compare import compare_results, format_table
 from ..engine.errors import ConfigError
-from ..engine.events import RunState, StopRequest
+from ..engine.events import StopRequest
 from ..engine.figures import side_by_side, write_png
 from ..engine.filters import apply_filter_spec
 from ..engine.io import InputError, load_image, write_tiff
@@ -108,22 +108,25 @@ def cmd_train(args: argparse.Namespace) -> int:
             review=terminal_review, callback=printer, stop=stop, input_files=[*args.input, *(args.target or [])],
             names=args.input,
         )  # fmt: skip
-        if info.pipeline and run.extraction is not None and (config.auto_approve or mask is not None):
-            print_extraction(run.extraction)
-        print(f"{info.label} {run.state.value}: {run.message}")
-        if run.model is None:
-            print(f"no model was kept; {out} holds no run files")
-            return EXIT_STOPPED
-        print(f"model: {out / 'config.json'}")
-        if args.no_predict:
-            return 0
+    if info.pipeline and run.extraction is not None and (config.auto_approve or mask is not None):
+        print_extraction(run.extraction)
+    print(f"{info.label} {run.state.value}: {run.message}")
+    if run.model is None:
+        print(f"no model was kept; {out} holds no run files")
+        return EXIT_STOPPED
+    print(f"model: {out / 'config.json'}")
+    if args.no_predict:
+        return 0
+    # A stopped training still denoises its input with the best model; Ctrl-C now stops that too.
+    stop = StopRequest()
+    with StopOnSignals(stop):
         for index, (path, image) in enumerate(zip(args.input, images, strict=True)):
             stem = None if len(images) == 1 else f"{index + 1}_{Path(path).stem}"
             plane = image[0] if image.shape[0] == 1 else image
             prediction = predict_and_write(run.model, plane, out, source=path, stem=stem, callback=printer, stop=stop)
             for output, file in prediction.files.items():
                 print(f"{output}: {file}")
-    return 0 if run.state != RunState.STOPPED or run.model is not None else EXIT_STOPPED
+    return 0
 
 
 def cmd_filter(args: argparse.Namespace) -> int:

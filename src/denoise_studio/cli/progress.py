@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from ..engine.events import ProgressEvent, StopRequest
+from ..engine.events import PredictionEvent, ProgressEvent, StopRequest
 
 
 class ProgressPrinter:
@@ -31,10 +31,11 @@ class ProgressPrinter:
             self._line(f"[{event.stage}] {label}: {event.message}")
             return
         now = time.monotonic()
-        final_plane = event.kind == "plane" and event.batch == event.batches
+        final_plane = isinstance(event, PredictionEvent) and event.finished
         if event.kind in ("batch", "plane", "tile") and not self.tty:
             if final_plane:
-                self.stream.write(f"[{event.stage}] {event.batches} planes in {event.elapsed:.1f} s\n")
+                where = f" -> {event.file}" if event.file else ""
+                self.stream.write(f"[{event.stage}] {event.planes} planes in {event.elapsed:.1f} s{where}\n")
             return
         if event.kind in ("batch", "plane", "tile") and now - self._last < self.interval and not final_plane:
             return
@@ -57,7 +58,7 @@ class ProgressPrinter:
         filled = int(round(event.fraction * self.width))
         bar = "#" * filled + "-" * (self.width - filled)
         left = f" ~{duration(event.time_left)} left" if event.time_left is not None else ""
-        if event.kind in ("plane", "tile"):
+        if isinstance(event, PredictionEvent):
             return f"[{event.stage}] |{bar}| {event.prediction_position}{left}"
         parts = [f"[{event.stage}] |{bar}| {event.epoch_position}"]
         if event.train_loss is not None:

@@ -163,7 +163,9 @@ class TrainingConfig(_Strict):
     max_time: float | None = Field(
         None, gt=0.0, description="Wall-time budget in seconds; training stops cleanly and keeps the best model."
     )
-    seed: int | None = Field(42, ge=0, description="Random seed; the same seed gives the same CPU run.")
+    seed: int | None = Field(
+        42, ge=0, le=2**31 - 1, description="Random seed; the same seed gives the same CPU run."
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast where the processor supports it natively, else fp32."

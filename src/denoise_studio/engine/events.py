@@ -1,14 +1,16 @@
 """Plain progress events and a cooperative stop request, shared by every long-running engine call.
 
-The engine never calls into a user interface: it hands :class:`ProgressEvent` records to a plain
-callback. The CLI prints them, the napari worker forwards them as Qt signals, tests collect them.
+The engine never calls into a user interface: it hands typed records to a plain callback:
+:class:`TrainingEvent` (losses, epochs, time left), :class:`PredictionEvent` (plane, planes, tile,
+tiles, file) and :class:`StateEvent` (a run's or pipeline's state and what it does now). The CLI
+prints them, the napari worker forwards them as Qt signals, tests collect them.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 
 
@@ -23,12 +25,8 @@ class RunState(str, Enum):
 
 
 @dataclass
-class ProgressEvent:
-    """One progress record.
-
-    ``kind`` is ``"started"``, ``"batch"``, ``"epoch"`` or ``"finished"`` for training, and
-    ``"tile"`` or ``"plane"`` for prediction.
-    """
+class TrainingEvent:
+    """Training progress. ``kind`` is ``"started"``, ``"batch"``, ``"epoch"`` or ``"finished"``."""
 
     kind: str
     stage: str = "training"
@@ -44,23 +42,15 @@ class ProgressEvent:
     elapsed: float = 0.0
     time_left: float | None = None
     message: str = ""
-    #: Training: the time budget ends the run before the epochs would (so "epoch N/M" would mislead).
+    #: The time budget ends the run before the epochs would (so "epoch N/M" would mislead).
     limited_by_time: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def epoch_position(self) -> str:
-        """``epoch N/M``, or ``epoch N (time budget)`` when the budget, not the epoch count, ends the run."""
+        """``epoch N/M``, or ``epoch N (until the time budget)`` when the budget, not the epoch count, ends the run."""
         if self.limited_by_time:
             return f"epoch {self.epoch} (until the time budget)"
         return f"epoch {self.epoch}/{self.epochs}"
-
-    @property
-    def prediction_position(self) -> str:
-        """Where a prediction is: ``plane i/n`` (``plane`` events), ``plane i/n, tiles j/m`` (``tile`` events)."""
-        if self.kind == "tile":
-            return f"plane {self.epoch}/{self.epochs}, tiles {self.batch}/{self.batches}"
-        return f"plane {self.batch}/{self.batches}"
 
     @property
     def fraction(self) -> float:
@@ -77,6 +67,68 @@ class ProgressEvent:
         data["state"] = self.state.value
         return data
 
+
+@dataclass
+class PredictionEvent:
+    """Prediction progress: plane ``plane`` of ``planes`` is done (``"plane"``), or ``tile`` of ``tiles``
+    batches of tiles of it (``"tile"``, for a plane too large to report only at its end)."""
+
+    plane: int
+    planes: int
+    tile: int = 0
+    tiles: int = 0
+    #: The file being written, when prediction streams to one.
+    file: str = ""
+    elapsed: float = 0.0
+    time_left: float | None = None
+    stage: str = "prediction"
+    state: RunState = RunState.PREDICTING
+
+    @property
+    def kind(self) -> str:
+        return "tile" if self.tiles else "plane"
+
+    @property
+    def finished(self) -> bool:
+        return self.kind == "plane" and self.plane == self.planes
+
+    @property
+    def prediction_position(self) -> str:
+        """``plane i/n``, or ``plane i/n, tiles j/m`` within a large plane."""
+        if self.tiles:
+            return f"plane {self.plane}/{self.planes}, tiles {self.tile}/{self.tiles}"
+        return f"plane {self.plane}/{self.planes}"
+
+    @property
+    def fraction(self) -> float:
+        if self.planes <= 0:
+            return 0.0
+        done = (self.plane - 1 + self.tile / self.tiles) if self.tiles else self.plane
+        return float(min(1.0, max(0.0, done / self.planes)))
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["kind"] = self.kind
+        return data
+
+
+@dataclass
+class StateEvent:
+    """A run or pipeline changed state: ``stage`` names the step (autoStructN2V: stage1, extracting,
+    awaiting_review, stage2, done, ...), ``state`` is the run-level state, ``message`` says what happens."""
+
+    stage: str
+    state: RunState
+    message: str = ""
+    kind: str = "state"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "stage": self.stage, "state": self.state.value, "message": self.message}
+
+
+#: Everything a long engine call reports through its callback.
+ProgressEvent = TrainingEvent | PredictionEvent | StateEvent
 
 ProgressCallback = Callable[[ProgressEvent], None]
 

@@ -71,8 +71,12 @@ def write_json_atomic(path: Path, data: Any) -> Path:
 
 
 def save_weights(path: Path, state: dict) -> Path:
-    cpu = {key: value.detach().cpu() for key, value in state.items()}
-    return atomic_write(path, lambda tmp: torch.save(cpu, tmp))
+    # Serialised in memory first: a full disk then fails in a plain file write (an OSError that names
+    # the file), not inside torch's zip writer (a RuntimeError with a C++ trace).
+    buffer = _io.BytesIO()
+    torch.save({key: value.detach().cpu() for key, value in state.items()}, buffer)
+    data = buffer.getvalue()
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def save_mask(path: Path, mask: np.ndarray) -> Path:

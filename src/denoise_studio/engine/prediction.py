@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .data import Normalization, check_depth_for_prediction, plane_input, triplet_indices
-from .events import ProgressCallback, ProgressEvent, RunState, StopRequest, emit
+from .events import PredictionEvent, ProgressCallback, StopRequest, emit
 from .io import LazyStack, check_image, write_tiff_stream
 from .registry import OUTPUTS
 from .training import autocast_context, memory_format, resolve_device, resolve_precision
@@ -186,11 +186,11 @@ class Predictor:
         try:
             check_depth_for_prediction(len(stack), self.mode, name=str(source))
             shape = stack.shape
-            return write_tiff_stream(target, self._stream(stack, callback, stop), shape, np.float32)
+            return write_tiff_stream(target, self._stream(stack, callback, stop, str(target)), shape, np.float32)
         finally:
             stack.close()
 
-    def _stream(self, stack: LazyStack, callback, stop) -> Iterator[np.ndarray]:
+    def _stream(self, stack: LazyStack, callback, stop, file: str) -> Iterator[np.ndarray]:
         start = time.perf_counter()
         depth = len(stack)
         cache: dict[int, np.ndarray] = {}
@@ -198,52 +198,32 @@ class Predictor:
             wanted = triplet_indices(z, depth) if self.mode == "2.5d" else (z,)
             cache = {i: cache[i] if i in cache else self._read_plane(stack, i) for i in set(wanted)}
             channels = np.stack([cache[i] for i in wanted])
-            plane = self.predict_normalized_plane(channels, stop, _tile_reporter(callback, z, depth, start))
+            plane = self.predict_normalized_plane(channels, stop, _tile_reporter(callback, z, depth, start, file))
             check_finite_output(plane, f"{self.outputs[0]} plane {z + 1}")
             yield self.output_normalization.denormalize(plane)
-            emit(callback, _plane_event(z, depth, start))
+            emit(callback, _plane_event(z, depth, start, file))
 
     def _read_plane(self, stack: LazyStack, index: int) -> np.ndarray:
         return self.normalization.normalize(stack[index])
 
 
-def _plane_event(z: int, depth: int, start: float) -> ProgressEvent:
+def _plane_event(z: int, depth: int, start: float, file: str = "") -> PredictionEvent:
     elapsed = time.perf_counter() - start
     done = (z + 1) / depth
-    return ProgressEvent(
-        "plane",
-        "prediction",
-        RunState.PREDICTING,
-        batch=z + 1,
-        batches=depth,
-        epoch=1,
-        epochs=1,
-        elapsed=elapsed,
-        time_left=elapsed / done * (1 - done),
-    )
+    return PredictionEvent(z + 1, depth, file=file, elapsed=elapsed, time_left=elapsed / done * (1 - done))
 
 
-def _tile_reporter(callback: ProgressCallback | None, z: int, depth: int, start: float):
-    """``on_tiles`` for plane ``z``: a ``tile`` event whose fraction is ``(z + done / total) / depth``."""
+def _tile_reporter(callback: ProgressCallback | None, z: int, depth: int, start: float, file: str = ""):
+    """``on_tiles`` for plane ``z``: a tile event whose fraction is ``(z + done / total) / depth``."""
     if callback is None:
         return None
 
     def report(done: int, total: int) -> None:
         elapsed = time.perf_counter() - start
         fraction = (z + done / total) / depth
-        emit(
-            callback,
-            ProgressEvent(
-                "tile",
-                "prediction",
-                RunState.PREDICTING,
-                batch=done,
-                batches=total,
-                epoch=z + 1,
-                epochs=depth,
-                elapsed=elapsed,
-                time_left=elapsed / fraction * (1 - fraction),
-            ),
+        event = PredictionEvent(
+            z + 1, depth, done, total, file=file, elapsed=elapsed, time_left=elapsed / fraction * (1 - fraction)
         )
+        emit(callback, event)
 
     return report

@@ -20,7 +20,8 @@ import torch
 
 from .config import ConfigError, DenoiseConfig
 from .data import Normalization, PatchSampler, check_stack_for_mode, input_channels
-from .events import ProgressCallback, ProgressEvent, RunState, StopRequest, emit
+from .events import ProgressCallback, RunState, StopRequest, TrainingEvent, emit
+from .io import available_memory
 from .methods import make_method
 from .registry import stop_reason_text
 from .targets import prepare_targets
@@ -109,6 +110,48 @@ def memory_format(device: torch.device) -> torch.memory_format:
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
+# -- memory ----------------------------------------------------------------------------------
+#: Activations autograd keeps per U-Net level and pixel, in feature maps: encoder and decoder blocks
+#: (two convolutions and two ReLUs each), the up-sampling, the skip concatenation, and Adam's state.
+ACTIVATIONS_PER_LEVEL = 12
+#: Refuse a training that needs more than this share of the available memory.
+MAX_MEMORY_SHARE = 0.8
+
+
+def estimate_training_bytes(config: DenoiseConfig, pixels: int = 0) -> int:
+    """Bytes a training needs, roughly: the activations of one batch, the weights with Adam's two moments
+    and gradients, and the normalised copy of ``pixels`` input pixels (targets double it)."""
+    model, patch = config.model, config.data.patch_size
+    per_sample = 0
+    for level in range(model.depth + 1):
+        features = model.base_features * 2**level
+        per_sample += ACTIVATIONS_PER_LEVEL * features * (patch // 2**level) ** 2
+    validation = max(config.training.batch_size, 16)  # validation batches run without gradients
+    activations = 4 * per_sample * (config.training.batch_size + validation // 4)
+    weights = 4 * 4 * sum(9 * (model.base_features * 2**level) ** 2 * 4 for level in range(model.depth + 1))
+    data = 4 * pixels * (1 if config.is_blind_spot else 2)
+    return int(activations + weights + data)
+
+
+def check_memory(config: DenoiseConfig, pixels: int, device: torch.device) -> None:
+    """Refuse, with the figure, a configuration that would die in the allocator minutes later."""
+    if device.type != "cpu":
+        return
+    needed, available = estimate_training_bytes(config, pixels), available_memory()
+    if needed > MAX_MEMORY_SHARE * available:
+        raise ConfigError(
+            f"training.batch_size: this configuration needs about {needed / 1e9:.1f} GB of memory "
+            f"(batch {config.training.batch_size} of {config.data.patch_size}-px patches, "
+            f"{config.model.base_features} features, depth {config.model.depth}) but {available / 1e9:.1f} GB "
+            "is available; lower training.batch_size, data.patch_size or model.base_features",
+            [
+                ("training.batch_size", "too large for the available memory"),
+                ("data.patch_size", "too large for the available memory"),
+                ("model.base_features", "too large for the available memory"),
+            ],
+        )
+
+
 # -- trainer ---------------------------------------------------------------------------------
 @dataclass
 class _Loop:
@@ -194,6 +237,7 @@ class Trainer:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         device = resolve_device(cfg.training.device)
+        check_memory(cfg, sum(int(s.size) for s in stacks), device)
         precision = resolve_precision(cfg.training.precision, device)
         fmt = memory_format(device)
 
@@ -242,7 +286,7 @@ class Trainer:
         loop.start = time.perf_counter()
         emit(
             self.callback,
-            ProgressEvent(
+            TrainingEvent(
                 "started", self.stage, RunState.TRAINING, 0, self.config.training.epochs, 0, loop.steps_per_epoch,
                 message=f"device {loop.device}, {loop.precision}",
             ),
@@ -341,7 +385,7 @@ class Trainer:
         state = RunState.STOPPED if result.stop_reason == "stopped" else RunState.COMPLETE
         emit(
             self.callback,
-            ProgressEvent(
+            TrainingEvent(
                 "finished", self.stage, state, result.epochs_run, self.config.training.epochs, 0,
                 loop.steps_per_epoch, val_loss=result.best_val_loss, best_val_loss=result.best_val_loss,
                 elapsed=result.elapsed, time_left=0.0, message=_finish_message(result),
@@ -385,7 +429,7 @@ class Trainer:
         for group in optimizer.param_groups:
             group["lr"] = self.config.training.learning_rate * factor
 
-    def _event(self, kind: str, epoch: int, batch: int, batches: int, loss: float, loop: _Loop) -> ProgressEvent:
+    def _event(self, kind: str, epoch: int, batch: int, batches: int, loss: float, loop: _Loop) -> TrainingEvent:
         result = loop.result
         elapsed = time.perf_counter() - loop.start
         done = result.steps / max(loop.total_steps, 1)
@@ -396,7 +440,7 @@ class Trainer:
             remaining = max(0.0, budget - elapsed)
             limited = time_left is None or remaining < time_left
             time_left = remaining if time_left is None else min(time_left, remaining)
-        return ProgressEvent(
+        return TrainingEvent(
             kind,
             self.stage,
             RunState.TRAINING,

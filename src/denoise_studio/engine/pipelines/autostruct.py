@@ -29,7 +29,7 @@ from ..config import (
 )
 from ..data import Normalization, check_stack_for_mode, plane_input
 from ..errors import PipelineStateError
-from ..events import ProgressCallback, ProgressEvent, RunState, StopRequest, emit
+from ..events import ProgressCallback, RunState, StateEvent, StopRequest, emit
 from ..mask_extraction import (
     MaskExtractionResult,
     border_warnings,
@@ -105,7 +105,7 @@ class AutoStructPipeline:
     def _set_state(self, state: AutoStructState, message: str = "") -> None:
         self.state = state
         self.message = message
-        emit(self.callback, ProgressEvent("state", state.value, _run_state(state), message=message))
+        emit(self.callback, StateEvent(state.value, _run_state(state), message))
 
     def _require(self, *states: AutoStructState) -> None:
         if self.state not in states:
