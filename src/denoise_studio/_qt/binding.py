@@ -13,6 +13,7 @@ from qtpy.QtCore import QObject, Signal
 
 from ..engine.errors import ConfigError
 from .fields import FieldEditor, errors_by_editor, get_path, set_path
+from .qt_utils import Connections
 from .session import Session
 
 
@@ -22,9 +23,10 @@ class ConfigBinding(QObject):
 
     def __init__(self, session: Session, parent: QObject | None = None):
         super().__init__(parent)
+        self._links = Connections(self)
         self.session = session
         self.editors: list[FieldEditor] = []
-        session.config_changed.connect(self._on_config_changed)
+        self._links.connect(session.config_changed, self._on_config_changed)
 
     def bind(self, editor: FieldEditor) -> FieldEditor:
         self.editors.append(editor)

@@ -30,7 +30,7 @@ from ..engine.config import (
 )
 from .binding import ConfigBinding
 from .fields import FieldEditor
-from .qt_utils import discard_widget
+from .qt_utils import Connections, delete_when_undocked, discard_widget
 from .session import PRESET_NAMES, Session, session_for
 
 if TYPE_CHECKING:
@@ -88,6 +88,8 @@ class ConfigDock(QWidget):
 
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
         super().__init__()
+        self._links = Connections(self)
+        delete_when_undocked(self)
         self.session = session or session_for(napari_viewer)
         self.binding = ConfigBinding(self.session, self)
         self.binding.error_changed.connect(self._show_error)
@@ -135,10 +137,10 @@ class ConfigDock(QWidget):
 
         self._form: QWidget | None = None
         self._build_form()
-        self.session.method_changed.connect(lambda _m: self._build_form())
-        self.session.config_changed.connect(lambda _s: self._update_preset_label())
-        self.session.workflow_changed.connect(self._on_workflow)
-        self.session.busy_changed.connect(self.running_note.setVisible)
+        self._links.connect(self.session.method_changed, lambda _m: self._build_form())
+        self._links.connect(self.session.config_changed, lambda _s: self._update_preset_label())
+        self._links.connect(self.session.workflow_changed, self._on_workflow)
+        self._links.connect(self.session.busy_changed, self.running_note.setVisible)
         self._on_workflow(self.session.workflow)
 
     # -- actions -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from .compare_dock import CompareDock
 from .config_dock import ConfigDock
 from .mask_review_dock import MaskReviewDock
 from .method_dock import MethodDock
+from .qt_utils import Connections, delete_when_undocked
 from .results_dock import ResultsDock
 from .session import Session, session_for
 from .training_dock import TrainingDock
@@ -40,6 +41,8 @@ def scrollable(widget: QWidget) -> QScrollArea:
 class DenoiseStudioWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
         super().__init__()
+        self._links = Connections(self)
+        delete_when_undocked(self)
         self.session = session or session_for(napari_viewer)
         self.tabs = QTabWidget()
         self.docks: dict[str, QWidget] = {}
@@ -52,7 +55,7 @@ class DenoiseStudioWidget(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)
         self.setMinimumWidth(420)
-        self.session.show_dock.connect(self.show_tab)
+        self._links.connect(self.session.show_dock, self.show_tab)
 
     @property
     def method(self) -> MethodDock:

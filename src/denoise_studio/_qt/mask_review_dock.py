@@ -27,7 +27,7 @@ from ..engine.config import AutoStructConfig, MaskExtractorConfig
 from .binding import ConfigBinding
 from .fields import FieldEditor
 from .mask_widgets import CorrelationMap, KernelGrid, colour_limit
-from .qt_utils import discard_widget
+from .qt_utils import Connections, delete_when_undocked, discard_widget
 from .session import Session, session_for
 from .training_run import REVIEW, TrainingRun
 
@@ -81,6 +81,8 @@ class PlaneView(QWidget):
 class MaskReviewDock(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
         super().__init__()
+        self._links = Connections(self)
+        delete_when_undocked(self)
         self.session = session or session_for(napari_viewer)
         self.run: TrainingRun | None = None
         self.extraction: MaskExtractionResult | None = None
@@ -147,9 +149,9 @@ class MaskReviewDock(QWidget):
         layout.addWidget(self.auto_approve)
         layout.addStretch(1)
 
-        self.session.run_started.connect(self._follow)
-        self.session.method_changed.connect(lambda _m: self._show_idle())
-        self.session.busy_changed.connect(lambda _b: self._update_buttons())
+        self._links.connect(self.session.run_started, self._follow)
+        self._links.connect(self.session.method_changed, lambda _m: self._show_idle())
+        self._links.connect(self.session.busy_changed, lambda _b: self._update_buttons())
         if self.session.training_run is not None:
             self._follow(self.session.training_run)
         self._show_idle()
@@ -157,8 +159,8 @@ class MaskReviewDock(QWidget):
     # -- following a run ---------------------------------------------------------------------------------------
     def _follow(self, run: TrainingRun) -> None:
         self.run = run
-        run.review_requested.connect(self.show_extraction)
-        run.state_changed.connect(self._on_run_state)
+        self._links.connect(run.review_requested, self.show_extraction)
+        self._links.connect(run.state_changed, self._on_run_state)
 
     def _on_run_state(self, state: str, message: str) -> None:
         # Once the run has left the review (approved, skipped, stopped, failed) the grid is no longer editable.

@@ -32,6 +32,7 @@ from ..engine.persistence import ModelFileError
 from ..engine.registry import DECONVOLUTION_METHODS, METHODS, MODES, TARGET_METHODS
 from .binding import ConfigBinding
 from .fields import FieldEditor, FilterSpecEditor
+from .qt_utils import Connections, delete_when_undocked
 from .session import Session, session_for, unique_layer_name
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ PAIRED_METHODS = (*TARGET_METHODS, "autoencoder")
 class MethodDock(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
         super().__init__()
+        self._links = Connections(self)
+        delete_when_undocked(self)
         self.session = session or session_for(napari_viewer)
         self.viewer = self.session.viewer
 
@@ -124,16 +127,16 @@ class MethodDock(QWidget):
         layout.addWidget(self.field_error)
         layout.addStretch(1)
 
-        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._links.connect(self.viewer.layers.events.inserted, self._on_layer_inserted)
+        self._links.connect(self.viewer.layers.events.removed, self._refresh_layers)
         for layer in self.viewer.layers:
-            layer.events.name.connect(self._refresh_layers)
-        self.session.method_changed.connect(self._show_session)
-        self.session.mode_changed.connect(self._show_session)
-        self.session.workflow_changed.connect(self._show_session)
-        self.session.data_changed.connect(self._show_data_status)
-        self.session.config_changed.connect(lambda _source: self._show_method_fields())
-        self.session.busy_changed.connect(self._on_busy)
+            self._links.connect(layer.events.name, self._refresh_layers)
+        self._links.connect(self.session.method_changed, self._show_session)
+        self._links.connect(self.session.mode_changed, self._show_session)
+        self._links.connect(self.session.workflow_changed, self._show_session)
+        self._links.connect(self.session.data_changed, self._show_data_status)
+        self._links.connect(self.session.config_changed, lambda _source: self._show_method_fields())
+        self._links.connect(self.session.busy_changed, self._on_busy)
         self._refresh_layers()
         self._show_session()
 
@@ -242,9 +245,11 @@ class MethodDock(QWidget):
     # -- data --------------------------------------------------------------------------------------------
     def _on_layer_inserted(self, event) -> None:
         layer = event.value
-        layer.events.name.connect(self._refresh_layers)
+        self._links.connect(layer.events.name, self._refresh_layers)
         self._refresh_layers()
-        if not self.session.source_layer and layer.name in self._layer_names():
+        # A first image becomes the training data; a result of ours never does.
+        ours = "denoise_studio" in (getattr(layer, "metadata", None) or {})
+        if not self.session.source_layer and not ours and layer.name in self._layer_names():
             self.select_layer(layer.name)
 
     def _layer_names(self) -> list[str]:
@@ -262,8 +267,11 @@ class MethodDock(QWidget):
         self.layer_combo.addItems(names)
         if current in names:
             self.layer_combo.setCurrentText(current)
+        if current not in names and self.session.lost_source is not None:
+            # The chosen layer was deleted: say so, and never switch to another layer unasked.
+            self.layer_combo.setCurrentIndex(-1)
         self.layer_combo.blockSignals(False)
-        if current not in names:
+        if current not in names and self.session.lost_source is None:
             self.session.set_source_layer(names[0] if names else None)
             if names:
                 self.layer_combo.setCurrentIndex(0)

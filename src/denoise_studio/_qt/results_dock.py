@@ -28,6 +28,7 @@ from ..engine.io import InputError
 from ..engine.model import TrainedModel
 from ..engine.prediction import PredictionStopped
 from .inference import Prediction, add_result_layers, predict_file, predict_image
+from .qt_utils import Connections, delete_when_undocked
 from .session import Session, session_for
 from .side_by_side import SideBySide
 from .training_dock import format_duration
@@ -42,6 +43,8 @@ PROGRESS_STEPS = 1000
 class ResultsDock(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
         super().__init__()
+        self._links = Connections(self)
+        delete_when_undocked(self)
         self.session = session or session_for(napari_viewer)
         self.viewer = self.session.viewer
         self.side_by_side = SideBySide(self.viewer)
@@ -130,12 +133,12 @@ class ResultsDock(QWidget):
             layout.addWidget(widget)
         layout.addStretch(1)
 
-        self.session.model_changed.connect(self._show_model)
-        self.session.comparison_changed.connect(lambda _c: self._show_comparison())
-        self.session.workspace_changed.connect(lambda _w: self._show_workspace())
-        self.session.busy_changed.connect(lambda _b: self._update_buttons())
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._links.connect(self.session.model_changed, self._show_model)
+        self._links.connect(self.session.comparison_changed, lambda _c: self._show_comparison())
+        self._links.connect(self.session.workspace_changed, lambda _w: self._show_workspace())
+        self._links.connect(self.session.busy_changed, lambda _b: self._update_buttons())
+        self._links.connect(self.viewer.layers.events.inserted, self._refresh_layers)
+        self._links.connect(self.viewer.layers.events.removed, self._refresh_layers)
         self._refresh_layers()
         self._show_model(self.session.model)
         self._show_comparison()

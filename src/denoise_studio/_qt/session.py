@@ -109,6 +109,7 @@ class Session(QObject):
     def __init__(self, viewer: napari.Viewer):
         super().__init__()
         self.viewer = viewer
+        viewer.layers.events.removed.connect(self._on_layer_removed)
         self.id = f"session-{_timestamp()}"
         self.workspace: Path = settings.default_workspace()
         self.method = "n2v"
@@ -118,15 +119,19 @@ class Session(QObject):
         #: A message while the fields hold a combination the config refuses; Start waits for a fix.
         self.config_error: str | None = None
         self.workflow = "train"
-        self.source_layer: str | None = None
+        # The chosen layers are held by reference, so a renamed layer stays chosen; a deleted one is
+        # forgotten, never silently replaced by another layer.
+        self._source = None
         #: The paired image of Noise2Noise / CARE (a second noisy, or a clean acquisition).
-        self.target_layer: str | None = None
+        self._target = None
+        #: The name of a chosen input layer that was deleted (for the message), until another is chosen.
+        self.lost_source: str | None = None
         self.model: TrainedModel | None = None
         self.job: EngineJob | None = None
         self.job_kind = ""
         #: The training run in progress (owned by training_run.TrainingRun), across its review gate.
         self.training_run = None
-        self.comparison: tuple[str, list[str]] | None = None
+        self._comparison: tuple[object, list[object]] | None = None
         self._training_ids: set[str] = set()
         #: Training docks showing this session; the run stops when the last one is closed.
         self._training_views = 0
@@ -175,13 +180,48 @@ class Session(QObject):
             self.workflow = workflow
             self.workflow_changed.emit(workflow)
 
+    def _find(self, name: str | None):
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _alive(self, layer) -> bool:
+        return layer is not None and layer in self.viewer.layers
+
+    @property
+    def source_layer(self) -> str | None:
+        """The chosen input layer's current name (None when none is chosen, or it was deleted)."""
+        return self._source.name if self._alive(self._source) else None
+
+    @property
+    def target_layer(self) -> str | None:
+        return self._target.name if self._alive(self._target) else None
+
+    def source_layer_object(self):
+        return self._source if self._alive(self._source) else None
+
     def set_source_layer(self, name: str | None) -> None:
-        self.source_layer = name
+        self._source = self._find(name)
+        if self._source is not None:
+            self.lost_source = None
         self.data_changed.emit()
 
     def set_target_layer(self, name: str | None) -> None:
-        self.target_layer = name
+        self._target = self._find(name)
         self.data_changed.emit()
+
+    def _on_layer_removed(self, event) -> None:
+        self.layer_removed(event.value)
+
+    def layer_removed(self, layer) -> None:
+        """A layer left the viewer: forget it if it was chosen (the docks then say so)."""
+        changed = False
+        if layer is self._source:
+            self._source, self.lost_source, changed = None, layer.name, True
+        if layer is self._target:
+            self._target, changed = None, True
+        if changed:
+            self.data_changed.emit()
+        if self._comparison is not None and (layer is self._comparison[0] or layer in self._comparison[1]):
+            self.comparison_changed.emit(self.comparison)
 
     @property
     def needs_target_layer(self) -> bool:
@@ -262,6 +302,8 @@ class Session(QObject):
     def data_status(self) -> tuple[bool, str]:
         """(ready, message) for the chosen training data (cheap: shape and type only)."""
         if not self.source_layer:
+            if self.lost_source:
+                return False, f"the layer {self.lost_source!r} was deleted; choose another image layer"
             return False, "choose an image layer to train on, or open a TIFF file"
         try:
             planes, height, width = self._checked_layout(self.source_layer)
@@ -319,8 +361,21 @@ class Session(QObject):
     def notify_activity(self) -> None:
         self.busy_changed.emit(self.active)
 
+    @property
+    def comparison(self) -> tuple[str, list[str]] | None:
+        """(noisy layer, [result layers]) of the latest result by their current names; None once the
+        noisy layer or every result is gone."""
+        if self._comparison is None:
+            return None
+        noisy, results = self._comparison
+        alive = [layer.name for layer in results if self._alive(layer)]
+        if not self._alive(noisy) or not alive:
+            return None
+        return noisy.name, alive
+
     def set_comparison(self, noisy: str, results: list[str]) -> None:
-        self.comparison = (noisy, list(results))
+        found = [self._find(name) for name in results]
+        self._comparison = (self._find(noisy), [layer for layer in found if layer is not None])
         self.comparison_changed.emit(self.comparison)
 
     def busy_reason(self, owner: object = None) -> str:

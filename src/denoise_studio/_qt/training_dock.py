@@ -24,7 +24,7 @@ from superqt import QCollapsible
 
 from ..engine.events import ProgressEvent
 from ..engine.io import InputError
-from .qt_utils import discard_widget
+from .qt_utils import Connections, delete_when_undocked, discard_widget
 from .session import Session, session_for
 from .training_run import COMPLETE, FAILED, PENDING, REVIEW, STOPPED, TRAINING, TrainingRun
 
@@ -185,6 +185,8 @@ class PhasePanel(QWidget):
 class TrainingDock(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
         super().__init__()
+        self._links = Connections(self)
+        delete_when_undocked(self)
         self.session = session or session_for(napari_viewer)
         self.run: TrainingRun | None = None
 
@@ -228,12 +230,17 @@ class TrainingDock(QWidget):
         self.state = PENDING
         self._build_phases()
         self._show_state(PENDING, "press Start to train")
-        self.session.method_changed.connect(self._on_method_changed)
-        self.session.busy_changed.connect(self._on_busy)
-        self.session.run_started.connect(self._attach)
+        self._links.connect(self.session.method_changed, self._on_method_changed)
+        self._links.connect(self.session.busy_changed, self._on_busy)
+        self._links.connect(self.session.run_started, self._attach)
         # Closing the window must not leave a training running on: once the last training dock of
         # the session is gone, the run stops within a batch.
         self.session.attach_training_view(self)
+        run = self.session.training_run
+        if run is not None and run.active:
+            # A dock opened while a run goes on (or reopened after being closed) shows it and can stop it.
+            self._attach(run)
+            self._show_state(run.state, run.message)
 
     # -- phases -------------------------------------------------------------------------------------------
     def _build_phases(self) -> None:
@@ -300,9 +307,9 @@ class TrainingDock(QWidget):
         self.run = run
         self.notice.hide()
         self._build_phases()
-        run.progress.connect(self._on_progress)
-        run.state_changed.connect(self._show_state)
-        run.phase_changed.connect(self._on_phase)
+        self._links.connect(run.progress, self._on_progress)
+        self._links.connect(run.state_changed, self._show_state)
+        self._links.connect(run.phase_changed, self._on_phase)
 
     def stop(self) -> None:
         if self.run is not None and self.run.active:

@@ -70,6 +70,8 @@ class TrainingRun(QObject):
         self.method = session.method
         self.mode = self.config.mode
         self.source = source
+        #: The input layer itself: a rename during the run is followed, a deletion is reported.
+        self.source_layer = session.source_layer_object()
         self.image = image
         self.training_id = session.new_training_id()
         self.run_dir = session.models_dir(self.training_id)
@@ -262,7 +264,7 @@ class TrainingRun(QObject):
             return
         self.model = result.model
         self._publish(output.prediction)
-        message = "; ".join(part for part in (result.message, output.note) if part)
+        message = "; ".join(part for part in (result.message, output.note, self._input_note()) if part)
         if self.autostruct:
             if self.engine.pipeline.state == AutoStructState.SKIPPED and not self.stop.requested:
                 self._phase("stage2", "skipped", "skipped: the stage-1 (N2V) model is the result")
@@ -270,13 +272,22 @@ class TrainingRun(QObject):
         else:
             self._end(result.state.value, message, "training")
 
+    def _input_note(self) -> str:
+        layer = self.source_layer
+        if layer is not None and layer not in self.session.viewer.layers:
+            return f"the input layer {self.source!r} was deleted during the run; the result was added as a new layer"
+        return ""
+
     def _publish(self, prediction: Prediction | None) -> None:
         self.session.set_model(self.model)
         if prediction is not None:
+            layer = self.source_layer
+            if layer is not None and layer in self.session.viewer.layers:
+                prediction.source = layer.name  # renamed during the run: results sit beside it under its new name
             names = add_result_layers(self.session, self.model, prediction)
             # Comparison order: noisy | stage 1 | final.
             ordered = sorted(names, key=lambda n: 0 if "(stage 1)" in n else 1)
-            self.session.set_comparison(self.source, ordered)
+            self.session.set_comparison(prediction.source, ordered)
 
     def _end(self, state: str, message: str, phase: str | None) -> None:
         if phase:
