@@ -139,3 +139,16 @@ def test_json_round_trip():
     again = DenoiseConfig.from_dict(json.loads(config.to_json()))
     assert again == config
     assert again.masking.struct_mask == line and again.training.max_time == 12.5
+
+
+def test_a_mode_switch_keeps_hand_edits_and_names_what_it_resets():
+    from denoise_studio.engine.config import with_mode
+
+    kernel = [[[False] * 3, [False, True, False], [False] * 3] for _ in range(3)]
+    config = make_config("n2v", "2.5d", "fast", {"learning_rate": 3e-4, "masking.struct_mask": kernel})
+    switched, reset = with_mode(config, "2d", "fast")
+    assert switched.mode == "2d" and switched.training.learning_rate == 3e-4  # the hand edit survives
+    assert switched.masking.struct_mask is None
+    assert [path for path, _why in reset] == ["masking.struct_mask"] and "planes" in reset[0][1]
+    plain, nothing = with_mode(make_config("n2v", "2d", "fast", {"learning_rate": 3e-4}), "2.5d")
+    assert plain.mode == "2.5d" and plain.training.learning_rate == 3e-4 and nothing == []

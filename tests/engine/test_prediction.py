@@ -130,7 +130,7 @@ def stop_after_planes(count: int):
     stop = StopRequest()
 
     def callback(event):
-        if event.kind == "plane" and event.batch >= count:
+        if event.kind == "plane" and event.plane >= count:
             stop.set()
 
     return stop, callback

@@ -125,3 +125,16 @@ def test_import_mode_fixes_method_and_mode(studio, qtbot):
     assert not any(button.isEnabled() for button in buttons)
     click(qtbot, widget.method.train_button)
     assert all(button.isEnabled() for button in buttons)
+
+
+def test_a_mode_switch_says_which_hand_edits_it_reset(studio, qtbot):
+    from denoise_studio.engine.config import make_config
+
+    _viewer, widget = studio
+    click(qtbot, widget.method.mode_buttons["2.5d"])
+    kernel = [[[False] * 3, [False, True, False], [False] * 3] for _ in range(3)]
+    widget.session.set_config(make_config("n2v", "2.5d", "fast", {"learning_rate": 3e-4, "struct_mask": kernel}))
+    click(qtbot, widget.method.mode_buttons["2d"])
+    assert widget.session.config.training.learning_rate == 3e-4
+    assert widget.method.mode_notice.isVisibleTo(widget.method)
+    assert "masking.struct_mask" in widget.method.mode_notice.text()

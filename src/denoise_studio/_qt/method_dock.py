@@ -83,13 +83,18 @@ class MethodDock(QWidget):
         for key, title, hint in MODE_CHOICES:
             button = QRadioButton(title)
             button.setToolTip(hint)
-            button.toggled.connect(lambda checked, k=key: checked and self.session.set_mode(k))
+            button.toggled.connect(lambda checked, k=key: checked and self._choose_mode(k))
             self._mode_group.addButton(button)
             self.mode_buttons[key] = button
             mode_row.addWidget(button)
         mode_row.addStretch(1)
         mode_layout.addLayout(mode_row)
         mode_layout.addWidget(self.mode_hint)
+        self.mode_notice = QLabel()
+        self.mode_notice.setWordWrap(True)
+        self.mode_notice.setStyleSheet("color: #d9822b;")
+        self.mode_notice.hide()
+        mode_layout.addWidget(self.mode_notice)
 
         # -- workflow --
         workflow_box = QGroupBox("Workflow")
@@ -137,6 +142,7 @@ class MethodDock(QWidget):
         self._links.connect(self.session.data_changed, self._show_data_status)
         self._links.connect(self.session.config_changed, lambda _source: self._show_method_fields())
         self._links.connect(self.session.busy_changed, self._on_busy)
+        self._links.connect(self.session.notice, self._show_notice)
         self._refresh_layers()
         self._show_session()
 
@@ -420,6 +426,15 @@ class MethodDock(QWidget):
     def _show_field_error(self, message: str) -> None:
         self.field_error.setText(f"Not a valid configuration: {message}" if message else "")
         self.field_error.setVisible(bool(message))
+
+    def _choose_mode(self, mode: str) -> None:
+        self.mode_notice.hide()
+        self.session.set_mode(mode)
+
+    def _show_notice(self, message: str) -> None:
+        self.mode_notice.setText(message)
+        self.mode_notice.show()
+        show_info(message)
 
     def _enable_choices(self) -> None:
         # An imported model brings its own method and mode; a run in progress has fixed them too.

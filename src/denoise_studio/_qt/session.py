@@ -17,7 +17,7 @@ import numpy as np
 from qtpy.QtCore import QObject, Signal
 
 from .. import api
-from ..engine.config import AutoStructConfig, ConfigError, DenoiseConfig
+from ..engine.config import AutoStructConfig, DenoiseConfig, with_mode
 from ..engine.data import check_layout_for_mode
 from ..engine.events import ProgressEvent
 from ..engine.io import InputError
@@ -53,17 +53,6 @@ def session_for(viewer: napari.Viewer) -> Session:
 
 def build_config(method: str, mode: str, preset: str) -> RunConfig:
     return api.make_config(method, mode, preset)
-
-
-def config_with_mode(config: RunConfig, mode: str) -> RunConfig:
-    """The same settings in another mode (2D / 2.5D)."""
-    data = config.to_dict()
-    data["mode"] = mode
-    if isinstance(config, AutoStructConfig):
-        data["stage1"]["mode"] = mode
-        data["stage2"]["mode"] = mode
-        return AutoStructConfig.from_dict(data)
-    return DenoiseConfig.from_dict(data)
 
 
 def unique_layer_name(viewer: napari.Viewer, wanted: str) -> str:
@@ -103,6 +92,8 @@ class Session(QObject):
     workspace_changed = Signal(object)
     #: A TrainingRun has started (the Mask Review dock follows its review gate).
     run_started = Signal(object)
+    #: A message the docks show the user (e.g. which hand-set values a mode switch had to reset).
+    notice = Signal(str)
     #: A request to bring a dock to the front ("method", "configure", "training", "review", "results").
     show_dock = Signal(str)
 
@@ -151,10 +142,12 @@ class Session(QObject):
         if mode not in MODES or mode == self.mode:
             return
         self.mode = mode
-        try:
-            self.config = config_with_mode(self.config, mode)
-        except ConfigError:
-            self.config = build_config(self.method, mode, self.preset)
+        self.config, reset = with_mode(self.config, mode, self.preset)
+        if reset:
+            fields = "; ".join(f"{path} ({why})" for path, why in reset)
+            self.notice.emit(
+                f"Switched to {mode_label(mode)}: these settings do not apply there and were reset: {fields}"
+            )
         self.config_changed.emit(None)
         self.mode_changed.emit(mode)
         self.data_changed.emit()

@@ -3,6 +3,10 @@
 Grid mode only places visible layers, so the comparison hides every other layer, reorders the shown
 ones, and remembers both; :meth:`SideBySide.close` puts visibility and order back.
 
+Each view has a caption: the layer's own name overlay (napari draws a layer's canvas overlays in that
+layer's grid cell), turned on while the comparison is shown and put back as it was by ``close``.
+:attr:`SideBySide.caption` spells the order out for a dock's label.
+
 Contrast is linked only between layers in the same intensity scale: a CARE or Noise2Noise result is
 in its target's scale, and the noisy input's display range would saturate it.
 """
@@ -17,6 +21,8 @@ if TYPE_CHECKING:
     import napari
 
 LINKED = ("contrast_limits", "gamma")
+#: Caption style of each view: the layer's name at the top left, on a box so it reads on any image.
+CAPTION_STYLE = {"visible": True, "box": True, "font_size": 10}
 
 
 class SideBySide:
@@ -28,10 +34,17 @@ class SideBySide:
         self._hidden: list[str] = []
         self._order: list[str] = []
         self._groups: list[list[str]] = []
+        #: {layer name: its name overlay's settings before the comparison}, to put back on close.
+        self._captions: dict[str, dict] = {}
 
     @property
     def open(self) -> bool:
         return bool(self.layers) and self.viewer.canvas.grid.enabled
+
+    @property
+    def caption(self) -> str:
+        """The views' order in words ("" when nothing is shown)."""
+        return f"Side by side, left to right: {' | '.join(self.layers)}" if self.layers else ""
 
     def show(self, names: list[str]) -> list[str]:
         """Show ``names`` left to right, synchronised; returns the names actually shown."""
@@ -55,6 +68,10 @@ class SideBySide:
             if len(group) > 1:
                 link_layers(group, LINKED)
             self._groups.append([layer.name for layer in group])
+        for layer in layers:  # a caption per view: its layer's name, drawn in its grid cell
+            overlay = layer.name_overlay
+            self._captions[layer.name] = {key: getattr(overlay, key) for key in CAPTION_STYLE}
+            overlay.update(CAPTION_STYLE)
         grid = self.viewer.canvas.grid
         grid.stride = 1
         grid.shape = (1, len(layers))
@@ -71,6 +88,9 @@ class SideBySide:
             if len(group) > 1:
                 unlink_layers(group, LINKED)
         self.viewer.canvas.grid.enabled = False
+        for name, settings in self._captions.items():
+            if name in self.viewer.layers:
+                self.viewer.layers[name].name_overlay.update(settings)
         for name in self._hidden:
             if name in self.viewer.layers:
                 self.viewer.layers[name].visible = True
@@ -78,7 +98,7 @@ class SideBySide:
         present = [name for name in self._order if name in self.viewer.layers]
         for position, name in enumerate(present):
             self.viewer.layers.move(self.viewer.layers.index(name), position)
-        self.layers, self._hidden, self._order, self._groups = [], [], [], []
+        self.layers, self._hidden, self._order, self._groups, self._captions = [], [], [], [], {}
 
 
 def scale_groups(layers: list) -> list[list]:

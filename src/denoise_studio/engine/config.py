@@ -398,54 +398,53 @@ def apply_overrides(config: DenoiseConfig, overrides: dict[str, Any]) -> Denoise
 
 
 # -- presets -------------------------------------------------------------------------------
+#: The presets, as data: section -> field -> value over the config's defaults.
+PRESET_VALUES: dict[str, dict[str, dict[str, Any]]] = {
+    # Tuned on a 2-core CPU (docs/benchmarks.md): a narrow, shallow net with a dense stratified mask
+    # and a cosine schedule over a 2-minute budget beats wider nets that manage fewer optimiser steps.
+    "fast": {
+        "data": {"patch_size": 64, "patches_per_image": 200},
+        "masking": {"mask_percent": 6.25, "strategy": "mean", "neighbourhood_radius": 1},
+        "model": {"depth": 2, "base_features": 16},
+        "training": {
+            "epochs": 400, "batch_size": 16, "learning_rate": 1e-3, "lr_schedule": "cosine",
+            "early_stopping": False, "max_time": 110.0,
+        },
+    },
+    # The published module defaults.
+    "balanced": {
+        "data": {"patch_size": 64, "patches_per_image": 100},
+        "masking": {"mask_percent": 15.0, "strategy": "uniform", "neighbourhood_radius": 5},
+        "model": {"depth": 4, "base_features": 64},
+        "training": {
+            "epochs": 100, "batch_size": 8, "learning_rate": 1e-4, "lr_schedule": "plateau",
+            "early_stopping": True, "patience": 10,
+        },
+    },
+    "quality": {
+        "data": {"patch_size": 96, "patches_per_image": 200},
+        "masking": {"mask_percent": 5.0, "strategy": "mean", "neighbourhood_radius": 1},
+        "model": {"depth": 3, "base_features": 32},
+        "training": {
+            "epochs": 300, "batch_size": 16, "learning_rate": 5e-4, "lr_schedule": "cosine",
+            "early_stopping": True, "patience": 30,
+        },
+    },
+}  # fmt: skip
+
+#: What a method changes over any preset.
+METHOD_VALUES: dict[str, dict[str, dict[str, Any]]] = {
+    # N2V2 (Hoeck et al. 2022): median replacement, blur-pool, no top-level skip.
+    "n2v2": {"masking": {"strategy": "median"}, "model": {"blur_pool": True, "top_skip": False}},
+    # noisy -> noisy through a bottleneck: without skips the identity cannot pass the bottleneck.
+    "autoencoder": {"model": {"skip_connections": False}},
+}
+
+
 def _preset_values(preset: str) -> dict[str, dict[str, Any]]:
-    if preset == "fast":
-        # Tuned on a 2-core CPU (docs/benchmarks.md): a narrow, shallow net with a dense
-        # stratified mask and a cosine schedule over a 2-minute budget beats wider nets that
-        # manage fewer optimiser steps in the same time.
-        return {
-            "data": {"patch_size": 64, "patches_per_image": 200},
-            "masking": {"mask_percent": 6.25, "strategy": "mean", "neighbourhood_radius": 1},
-            "model": {"depth": 2, "base_features": 16},
-            "training": {
-                "epochs": 400,
-                "batch_size": 16,
-                "learning_rate": 1e-3,
-                "lr_schedule": "cosine",
-                "early_stopping": False,
-                "max_time": 110.0,
-            },
-        }
-    if preset == "balanced":
-        # The published module defaults.
-        return {
-            "data": {"patch_size": 64, "patches_per_image": 100},
-            "masking": {"mask_percent": 15.0, "strategy": "uniform", "neighbourhood_radius": 5},
-            "model": {"depth": 4, "base_features": 64},
-            "training": {
-                "epochs": 100,
-                "batch_size": 8,
-                "learning_rate": 1e-4,
-                "lr_schedule": "plateau",
-                "early_stopping": True,
-                "patience": 10,
-            },
-        }
-    if preset == "quality":
-        return {
-            "data": {"patch_size": 96, "patches_per_image": 200},
-            "masking": {"mask_percent": 5.0, "strategy": "mean", "neighbourhood_radius": 1},
-            "model": {"depth": 3, "base_features": 32},
-            "training": {
-                "epochs": 300,
-                "batch_size": 16,
-                "learning_rate": 5e-4,
-                "lr_schedule": "cosine",
-                "early_stopping": True,
-                "patience": 30,
-            },
-        }
-    raise ConfigError(f"preset: unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    if preset not in PRESET_VALUES:
+        raise ConfigError(f"preset: unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    return {section: dict(values) for section, values in PRESET_VALUES[preset].items()}
 
 
 def make_config(
@@ -460,15 +459,11 @@ def make_config(
     if mode not in MODES:
         raise ConfigError(f"mode: unknown mode {mode!r} (choose from {', '.join(MODES)})")
     values = _preset_values(preset)
+    for section, changes in METHOD_VALUES.get(method, {}).items():
+        values.setdefault(section, {}).update(changes)
     if method == "n2v2":
-        # N2V2 (Hoeck et al. 2022): median replacement, blur-pool, no top-level skip.
-        values["masking"].update(
-            strategy="median", neighbourhood_radius=max(2, values["masking"]["neighbourhood_radius"])
-        )
-        values["model"].update(blur_pool=True, top_skip=False)
-    if method == "autoencoder":
-        # noisy -> noisy through a bottleneck: without skips the identity cannot pass the bottleneck.
-        values["model"].update(skip_connections=False)
+        # The median needs a neighbourhood: at least radius 2.
+        values["masking"]["neighbourhood_radius"] = max(2, PRESET_VALUES[preset]["masking"]["neighbourhood_radius"])
     data: dict[str, Any] = {"method": method, "mode": mode, "preset": preset, **values}
     config = DenoiseConfig.from_dict(data)
     if overrides:
@@ -588,3 +583,61 @@ def make_autostruct_config(
             except ConfigError as err:
                 raise err.prefixed(name) from None
     return AutoStructConfig.from_dict(record)
+
+
+# -- switching the mode -------------------------------------------------------------------------
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _set_dotted(data: dict[str, Any], path: str, value: Any) -> None:
+    *heads, last = path.split(".")
+    for head in heads:
+        data = data[head]
+    data[last] = value
+
+
+def with_mode(
+    config: DenoiseConfig | AutoStructConfig, mode: str, preset: str = "fast"
+) -> tuple[DenoiseConfig | AutoStructConfig, list[tuple[str, str]]]:
+    """The same settings in another mode, and the (field, reason) of every setting that could not stay.
+
+    Most settings carry over as they are. When the whole does not validate in the new mode (a 3-plane
+    struct mask in 2D, say), the preset's config for the new mode is the base and every hand-set value
+    is carried over that still validates; the others are returned, so the user is told which were reset.
+    """
+    kind = type(config)
+    data = config.to_dict()
+    mode_paths = ["mode", "stage1.mode", "stage2.mode"] if isinstance(config, AutoStructConfig) else ["mode"]
+    for path in mode_paths:
+        _set_dotted(data, path, mode)
+    try:
+        return kind.from_dict(data), []
+    except ConfigError:
+        pass
+    if isinstance(config, AutoStructConfig):
+        base = make_autostruct_config(mode, preset)
+    else:
+        base = make_config(config.method, mode, preset)
+    kept = base.to_dict()
+    base_flat = _flatten(kept)
+    reset: list[tuple[str, str]] = []
+    for path, value in _flatten(config.to_dict()).items():
+        if path in mode_paths or path == "preset" or base_flat.get(path) == value:
+            continue
+        trial = json.loads(json.dumps(kept))
+        _set_dotted(trial, path, value)
+        try:
+            kind.from_dict(trial)
+        except ConfigError as err:
+            reset.append((path, err.issues[0][1] if err.issues else str(err)))
+            continue
+        kept = trial
+    return kind.from_dict(kept), reset
