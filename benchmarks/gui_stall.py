@@ -18,7 +18,7 @@ def measure(side: int, edits: int = 10) -> tuple[float, float]:
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    from denoise_studio._qt.main_widget import DenoiseStudioWidget
+    from denoise_studio._qt.widgets.main_widget import DenoiseStudioWidget
 
     viewer = napari.Viewer(show=False)
     viewer.add_image(np.random.default_rng(0).random((side, side), dtype=np.float32), name="big")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 from qt_helpers import PLUGIN
 
-from denoise_studio._qt import settings, worker
+from denoise_studio._qt.state import settings
+from denoise_studio._qt.workers import worker
 
 
 @pytest.fixture(autouse=True)

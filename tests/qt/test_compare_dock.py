@@ -201,7 +201,7 @@ def test_without_a_reference_layer_none_is_preselected(make_napari_viewer):
 
 
 def test_the_reference_is_guessed_when_the_dock_opens_after_the_result(make_napari_viewer):
-    from denoise_studio._qt.session import session_for
+    from denoise_studio._qt.state.session import session_for
 
     viewer = make_napari_viewer()
     image = np.zeros((32, 32), np.float32)
@@ -247,8 +247,8 @@ def test_results_are_layers_of_the_noisy_shape_other_than_noisy_and_reference(tr
 def test_no_preview_starts_while_another_job_holds_the_slot(pair, qtbot, threaded):
     import threading
 
-    from denoise_studio._qt.compare_dock import PREVIEW_DELAY_MS
-    from denoise_studio._qt.worker import EngineJob
+    from denoise_studio._qt.widgets.compare_dock import PREVIEW_DELAY_MS
+    from denoise_studio._qt.workers.worker import EngineJob
 
     viewer, dock = pair
     session = dock.session
@@ -272,8 +272,8 @@ def test_no_preview_starts_while_another_job_holds_the_slot(pair, qtbot, threade
 def test_a_preview_holds_the_slot_and_compute_follows_it(pair, qtbot, threaded, monkeypatch):
     import threading
 
-    from denoise_studio._qt import compare_dock
-    from denoise_studio._qt.worker import EngineJob
+    from denoise_studio._qt.widgets import compare_dock
+    from denoise_studio._qt.workers.worker import EngineJob
     from denoise_studio.engine.filters import apply_filter
 
     viewer, dock = pair

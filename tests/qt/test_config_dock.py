@@ -6,7 +6,7 @@ import pytest
 from qt_helpers import click
 from qtpy.QtWidgets import QCheckBox, QComboBox
 
-from denoise_studio._qt.fields import get_path
+from denoise_studio._qt.widgets.fields import get_path
 from denoise_studio.engine.config import DataConfig, make_autostruct_config, make_config
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from qt_helpers import PLUGIN, TINY, click, noisy_image, set_fields
 
-from denoise_studio._qt.session import session_for
-from denoise_studio._qt.training_dock import TrainingDock
+from denoise_studio._qt.state.session import session_for
+from denoise_studio._qt.widgets.training_dock import TrainingDock
 
 LONG = {**TINY, "epochs": 500, "early_stopping": False}
 

@@ -8,8 +8,8 @@ import pytest
 from qtpy.QtCore import QThread
 from qtpy.QtWidgets import QApplication
 
-from denoise_studio._qt import worker
-from denoise_studio._qt.worker import EngineJob, describe_error, synchronous
+from denoise_studio._qt.workers import worker
+from denoise_studio._qt.workers.worker import EngineJob, describe_error, synchronous
 from denoise_studio.engine.events import TrainingEvent
 from denoise_studio.engine.io import InputError
 

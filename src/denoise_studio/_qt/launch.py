@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import napari
 
-    from .main_widget import DenoiseStudioWidget
+    from .widgets.main_widget import DenoiseStudioWidget
 
 PLUGIN = "napari-denoise-studio"
 WIDGET = "Denoise Studio"

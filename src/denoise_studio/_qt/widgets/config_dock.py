@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..engine.config import (
+from ...engine.config import (
     AUTOSTRUCT_TOP_FIELDS,
     SUPERVISED_METHODS,
     AutoStructConfig,
@@ -28,10 +28,10 @@ from ..engine.config import (
     MaskExtractorConfig,
     field_names,
 )
+from ..state.session import PRESET_NAMES, Session, session_for
 from .binding import ConfigBinding
 from .fields import FieldEditor
 from .qt_utils import Connections, delete_when_undocked, discard_widget
-from .session import PRESET_NAMES, Session, session_for
 
 if TYPE_CHECKING:
     import napari
@@ -140,7 +140,7 @@ class ConfigDock(QWidget):
         self._links.connect(self.session.method_changed, lambda _m: self._build_form())
         self._links.connect(self.session.config_changed, lambda _s: self._update_preset_label())
         self._links.connect(self.session.workflow_changed, self._on_workflow)
-        self._links.connect(self.session.busy_changed, self.running_note.setVisible)
+        self._links.connect(self.session.busy_changed, lambda busy: self.running_note.setVisible(busy))
         self._on_workflow(self.session.workflow)
 
     # -- actions -----------------------------------------------------------------------------------

@@ -22,11 +22,11 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..engine.events import ProgressEvent
-from ..engine.io import InputError
+from ...engine.events import ProgressEvent
+from ...engine.io import InputError
+from ..state.session import Session, session_for
+from ..workers.training_run import COMPLETE, FAILED, PENDING, REVIEW, STOPPED, TRAINING, TrainingRun
 from .qt_utils import Connections, delete_when_undocked, discard_widget
-from .session import Session, session_for
-from .training_run import COMPLETE, FAILED, PENDING, REVIEW, STOPPED, TRAINING, TrainingRun
 
 if TYPE_CHECKING:
     import napari

@@ -23,18 +23,18 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..engine.config import AutoStructConfig, MaskExtractorConfig
+from ...engine.config import AutoStructConfig, MaskExtractorConfig
+from ..state.session import Session, session_for
+from ..workers.training_run import REVIEW, TrainingRun
 from .binding import ConfigBinding
 from .fields import FieldEditor
 from .mask_widgets import CorrelationMap, KernelGrid, colour_limit
 from .qt_utils import Connections, delete_when_undocked, discard_widget
-from .session import Session, session_for
-from .training_run import REVIEW, TrainingRun
 
 if TYPE_CHECKING:
     import napari
 
-    from ..engine.mask_extraction import MaskExtractionResult
+    from ...engine.mask_extraction import MaskExtractionResult
 
 PLANE_TITLES_3D = ("Z-1 (above)", "Z (center)", "Z+1 (below)")
 REVIEW_EXTRACTOR_FIELDS = ("adaptive", "base_percentile", "percentile_decay", "max_pixels")

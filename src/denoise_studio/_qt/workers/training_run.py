@@ -17,17 +17,17 @@ import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
-from ..engine.config import AutoStructConfig, ConfigError, MaskExtractorConfig
-from ..engine.events import ProgressEvent, RunState, StopRequest
-from ..engine.mask_extraction import MaskExtractionResult
-from ..engine.model import TrainedModel
-from ..engine.outputs import Prediction, predict_and_write
-from ..engine.pipelines.autostruct import AutoStructState, check_mask
-from ..engine.prediction import PredictionStopped
-from ..engine.run import Approve, Regenerate, RunResult, SkipStage2
-from ..engine.run import TrainingRun as EngineRun
+from ...engine.config import AutoStructConfig, ConfigError, MaskExtractorConfig
+from ...engine.events import ProgressEvent, RunState, StopRequest
+from ...engine.mask_extraction import MaskExtractionResult
+from ...engine.model import TrainedModel
+from ...engine.outputs import Prediction, predict_and_write
+from ...engine.pipelines.autostruct import AutoStructState, check_mask
+from ...engine.prediction import PredictionStopped
+from ...engine.run import Approve, Regenerate, RunResult, SkipStage2
+from ...engine.run import TrainingRun as EngineRun
+from ..state.session import Session
 from .inference import add_result_layers, release_device_memory
-from .session import Session
 from .worker import EngineJob, EventRelay, Outcome, guarded
 
 #: The run states the Training dock shows: the engine's vocabulary.

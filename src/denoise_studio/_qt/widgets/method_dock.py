@@ -26,14 +26,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..engine.config import DeconvConfig, SupervisedConfig
-from ..engine.io import InputError, load_image
-from ..engine.persistence import ModelFileError
-from ..engine.registry import DECONVOLUTION_METHODS, METHODS, MODES, TARGET_METHODS
+from ...engine.config import DeconvConfig, SupervisedConfig
+from ...engine.io import InputError, load_image
+from ...engine.persistence import ModelFileError
+from ...engine.registry import DECONVOLUTION_METHODS, METHODS, MODES, TARGET_METHODS
+from ..state.session import Session, session_for, unique_layer_name
 from .binding import ConfigBinding
 from .fields import FieldEditor, FilterSpecEditor
 from .qt_utils import Connections, delete_when_undocked
-from .session import Session, session_for, unique_layer_name
 
 if TYPE_CHECKING:
     import napari

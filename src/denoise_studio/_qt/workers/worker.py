@@ -25,11 +25,11 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
-from ..engine.errors import ConfigError, PipelineStateError
-from ..engine.events import ProgressCallback, ProgressEvent, StopRequest
-from ..engine.io import InputError
-from ..engine.persistence import ModelFileError, RunFolderError
-from ..engine.prediction import NonFiniteOutputError, PredictionStopped
+from ...engine.errors import ConfigError, PipelineStateError
+from ...engine.events import ProgressCallback, ProgressEvent, StopRequest
+from ...engine.io import InputError
+from ...engine.persistence import ModelFileError, RunFolderError
+from ...engine.prediction import NonFiniteOutputError, PredictionStopped
 
 logger = logging.getLogger(__name__)
 

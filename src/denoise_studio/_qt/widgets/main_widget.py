@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
+from ..state.session import Session, session_for
 from .compare_dock import CompareDock
 from .config_dock import ConfigDock
 from .mask_review_dock import MaskReviewDock
 from .method_dock import MethodDock
 from .qt_utils import Connections, delete_when_undocked
 from .results_dock import ResultsDock
-from .session import Session, session_for
 from .training_dock import TrainingDock
 
 if TYPE_CHECKING:

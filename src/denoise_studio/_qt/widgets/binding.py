@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from qtpy.QtCore import QObject, Signal
 
-from ..engine.errors import ConfigError
+from ...engine.errors import ConfigError
+from ..state.session import Session
 from .fields import FieldEditor, errors_by_editor, get_path, set_path
 from .qt_utils import Connections
-from .session import Session
 
 
 class ConfigBinding(QObject):

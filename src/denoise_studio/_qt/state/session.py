@@ -14,20 +14,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
+from psygnal import Signal
 
-from .. import api
-from ..engine.config import AutoStructConfig, DenoiseConfig, with_mode
-from ..engine.data import check_layout_for_mode
-from ..engine.events import ProgressEvent
-from ..engine.io import InputError
-from ..engine.model import TrainedModel
-from ..engine.registry import METHODS, MODES, PRESET_LABELS, TARGET_METHODS, mode_label
+from ... import api
+from ...engine.config import AutoStructConfig, DenoiseConfig, with_mode
+from ...engine.data import check_layout_for_mode
+from ...engine.events import ProgressEvent
+from ...engine.io import InputError
+from ...engine.model import TrainedModel
+from ...engine.registry import METHODS, MODES, PRESET_LABELS, TARGET_METHODS, mode_label
 from . import settings
-from .worker import EngineJob, Outcome
 
 if TYPE_CHECKING:
     import napari
+
+    from ..workers.worker import EngineJob, Outcome
 
 PRESET_NAMES = PRESET_LABELS
 
@@ -77,7 +78,9 @@ def _timestamp() -> str:
     return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-class Session(QObject):
+class Session:
+    """The evented state of one viewer's docks (psygnal signals, no Qt: testable without a display)."""
+
     method_changed = Signal(str)
     mode_changed = Signal(str)
     #: The config object changed; the argument is the widget that changed it (or None).
@@ -98,7 +101,6 @@ class Session(QObject):
     show_dock = Signal(str)
 
     def __init__(self, viewer: napari.Viewer):
-        super().__init__()
         self.viewer = viewer
         viewer.layers.events.removed.connect(self._on_layer_removed)
         self.id = f"session-{_timestamp()}"
@@ -411,7 +413,7 @@ class Session(QObject):
             self.job_kind = ""
             self.busy_changed.emit(self.active)
 
-    def attach_training_view(self, view: QObject) -> None:
+    def attach_training_view(self, view) -> None:
         """Count ``view`` as a training dock of this session; when the last such dock is destroyed
         (its window closed), whatever runs is asked to stop, so no training goes on unseen."""
         self._training_views += 1

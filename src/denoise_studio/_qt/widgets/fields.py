@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..engine.errors import ConfigError
+from ...engine.errors import ConfigError
 
 #: Labels shown in the docks; the field name is used for anything not listed.
 LABELS = {

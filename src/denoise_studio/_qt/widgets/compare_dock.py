@@ -48,12 +48,13 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
-from ..engine.compare import compare_results
-from ..engine.filters import apply_filter
-from ..engine.io import InputError
-from .session import Session, session_for, unique_layer_name
+from ...engine.compare import compare_results
+from ...engine.filters import apply_filter
+from ...engine.io import InputError
+from ..state.session import Session, session_for, unique_layer_name
+from ..workers.worker import EngineJob, Outcome, guarded
+from .qt_utils import Connections, delete_when_undocked
 from .side_by_side import SideBySide
-from .worker import EngineJob, Outcome, guarded
 
 if TYPE_CHECKING:
     import napari
@@ -163,6 +164,8 @@ class Comparison:
 class CompareDock(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
         super().__init__()
+        self._links = Connections(self)
+        delete_when_undocked(self)
         self.session = session or session_for(napari_viewer)
         self.viewer = self.session.viewer
         self.side_by_side = SideBySide(self.viewer)
@@ -292,12 +295,12 @@ class CompareDock(QWidget):
             layout.addWidget(widget)
         layout.addStretch(1)
 
-        self.viewer.layers.events.inserted.connect(self._layer_inserted)
-        self.viewer.layers.events.removed.connect(self._layer_removed)
+        self._links.connect(self.viewer.layers.events.inserted, self._layer_inserted)
+        self._links.connect(self.viewer.layers.events.removed, self._layer_removed)
         for layer in self.viewer.layers:
-            layer.events.name.connect(self._refresh_layers)
-        self.session.busy_changed.connect(self._busy_changed)
-        self.session.comparison_changed.connect(self._comparison_changed)
+            self._links.connect(layer.events.name, self._refresh_layers)
+        self._links.connect(self.session.busy_changed, self._busy_changed)
+        self._links.connect(self.session.comparison_changed, self._comparison_changed)
         self._refresh_layers()
         if self.session.comparison is not None:
             self.apply_comparison()

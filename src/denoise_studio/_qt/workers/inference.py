@@ -12,11 +12,11 @@ import numpy as np
 import tifffile
 import torch
 
-from ..engine.events import ProgressCallback, StopRequest
-from ..engine.model import TrainedModel
-from ..engine.outputs import Prediction, predict_and_write, predict_file_outputs
-from ..engine.registry import method_label
-from .session import Session, unique_layer_name
+from ...engine.events import ProgressCallback, StopRequest
+from ...engine.model import TrainedModel
+from ...engine.outputs import Prediction, predict_and_write, predict_file_outputs
+from ...engine.registry import method_label
+from ..state.session import Session, unique_layer_name
 
 STAGE_LABELS = {"stage1": "stage 1", "stage2": "stage 2"}
 

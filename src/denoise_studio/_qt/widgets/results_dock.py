@@ -23,16 +23,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..engine.events import ProgressEvent
-from ..engine.io import InputError
-from ..engine.model import TrainedModel
-from ..engine.prediction import PredictionStopped
-from .inference import Prediction, add_result_layers, predict_file, predict_image
+from ...engine.events import ProgressEvent
+from ...engine.io import InputError
+from ...engine.model import TrainedModel
+from ...engine.prediction import PredictionStopped
+from ..state.session import Session, session_for
+from ..workers.inference import Prediction, add_result_layers, predict_file, predict_image
+from ..workers.worker import EngineJob, Outcome, guarded
 from .qt_utils import Connections, delete_when_undocked
-from .session import Session, session_for
 from .side_by_side import SideBySide
 from .training_dock import format_duration
-from .worker import EngineJob, Outcome, guarded
 
 if TYPE_CHECKING:
     import napari

@@ -1,0 +1,1 @@
+"""The docks and their parts: views of the session that start work through the workers."""
