@@ -182,6 +182,8 @@ def test_review_hooks_regenerate_edit_and_skip(tmp_path, noisy, tiny_settings):
     assert requests[1].extraction.active_pixels <= 3
     assert np.array_equal(run.model.mask, edited) and set(run.model.stage_networks) == {"stage1", "stage2"}
     assert np.array_equal(ds.load_model(tmp_path / "a").mask, edited)
+    # The two stages' losses are not comparable: the card says whose loss it shows.
+    assert "Best val loss (stage 2)" in [label for label, _value in run.model.summary_lines()]
 
     run = ds.train(noisy, config, run_dir=tmp_path / "b", review=lambda _request: SkipStage2())
     assert run.state == RunState.COMPLETE and set(run.model.stage_networks) == {"stage1"}
@@ -250,3 +252,48 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"weights": "model.pth"}, "weights must map stage1/stage2"),
+        ({"weights": 123}, "weights must map stage1/stage2"),
+        ({"final_stage": ["stage2"]}, "final_stage must be"),
+        ({"mask": [[[1, 0], [1]]]}, "struct mask is damaged"),
+        ({"weights": {"stage1": "../../outside.pth", "stage2": "stage2.pth"}}, "inside the run folder"),
+    ],
+)
+def test_hand_edited_autostruct_files_give_a_clear_error(tmp_path, noisy, tiny_settings, edit, message):
+    folder = tmp_path / "run"
+    ds.train(noisy, ds.make_config("autostructn2v", overrides=tiny_settings), run_dir=folder)
+    record = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**record, **edit}))
+    with pytest.raises(ModelFileError, match=message):
+        ds.load_model(folder)
+
+
+def test_a_model_whose_output_overflows_is_refused_not_written(tmp_path, noisy, tiny):
+    from denoise_studio.engine.prediction import NonFiniteOutputError
+
+    run = ds.train(noisy, tiny(), run_dir=tmp_path / "run")
+    with torch.no_grad():
+        for parameter in run.model.network.parameters():
+            parameter.mul_(1e30)  # finite weights whose output is not
+    with pytest.raises(NonFiniteOutputError, match="NaN or Inf"):
+        run.model.predict(noisy)
+    with pytest.raises(NonFiniteOutputError):
+        ds.extract_mask(run.model, noisy)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "in.tif", noisy)
+    with pytest.raises(NonFiniteOutputError):
+        ds.predict_file(run.model, tmp_path / "in.tif", tmp_path / "out.tif")
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_a_huge_configuration_is_refused_with_the_figure_before_training(noisy, tiny):
+    config = tiny(patch_size=512, base_features=256, depth=4, batch_size=512)
+    with pytest.raises(ds.ConfigError, match=r"needs about [\d.]+ GB of memory") as caught:
+        ds.train(noisy, config)
+    assert "training.batch_size" in caught.value.fields

@@ -174,3 +174,16 @@ def test_struct_mask_training_runs(tiny_config, image):
     line = [[[False] * 3, [True, True, True], [False] * 3]]
     result = train(tiny_config(struct_mask=line, epochs=1), image)
     assert result.steps == STEPS_PER_EPOCH and math.isfinite(result.best_val_loss)
+
+
+def test_time_budget_events_say_the_budget_ends_the_run(tiny_config, make_image):
+    events = []
+    config = tiny_config(epochs=100_000, max_time=0.5)
+    train(config, make_image((64, 64)), callback=events.append)
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert epochs and all(e.limited_by_time for e in epochs)
+    assert epochs[-1].epoch_position == f"epoch {epochs[-1].epoch} (until the time budget)"
+    assert "/100000" not in epochs[-1].epoch_position
+    events.clear()
+    train(tiny_config(epochs=2, max_time=600.0), make_image((64, 64)), callback=events.append)
+    assert [e.epoch_position for e in events if e.kind == "epoch"] == ["epoch 1/2", "epoch 2/2"]

@@ -126,6 +126,10 @@ def test_stop_at_the_review_gate_keeps_stage1_and_unlocks(studio, qtbot, workspa
     assert widget.training.state == "stopped"
     assert not widget.session.active and not widget.review.approve_button.isEnabled()
     assert widget.session.model is not None and "stage1" in widget.session.model.stage_networks
+    # The review tab no longer invites clicks on a grid that cannot be edited any more.
+    assert widget.review.status.text().startswith("The review is over")
+    assert "click pixels" not in widget.review.status.text()
+    assert not widget.training.notice.isVisibleTo(widget.training)  # the refusal above no longer applies
 
 
 def test_auto_approve_goes_straight_to_stage2(studio, qtbot, synchronous):

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from qt_helpers import PLUGIN, TINY, click, noisy_image, set_fields
 
+import denoise_studio as ds
 from denoise_studio._qt.state.session import session_for
 from denoise_studio._qt.widgets.training_dock import TrainingDock
 
 LONG = {**TINY, "epochs": 500, "early_stopping": False}
+
+
+@pytest.fixture
+def noisy_model(tmp_path):
+    config = ds.make_config("n2v", patch_size=32, depth=1, base_features=8, epochs=1, patches_per_image=4, seed=0)
+    ds.train(noisy_image((64, 64)), config, run_dir=tmp_path / "model")
+    return tmp_path / "model"
 
 
 def test_closing_the_dock_stops_the_run_and_a_reopened_dock_can_stop_it(make_napari_viewer, qtbot, threaded):
@@ -88,3 +97,12 @@ def test_a_stop_says_how_to_get_a_result(studio, qtbot, threaded):
     click(qtbot, training.stop_button)
     qtbot.waitUntil(lambda: training.state == "stopped", timeout=60_000)
     assert "Results dock (Process)" in training.status_label.text()
+
+
+def test_process_with_an_empty_viewer_says_what_to_do(studio, tmp_path, noisy_model):
+    _viewer, widget = studio
+    widget.session.import_model(noisy_model)
+    widget.results.from_file.setChecked(False)
+    assert not widget.results.process()
+    text = widget.results.process_status.text()
+    assert "no image layer to denoise" in text and "no layer named" not in text
