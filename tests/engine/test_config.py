@@ -152,3 +152,27 @@ def test_a_mode_switch_keeps_hand_edits_and_names_what_it_resets():
     assert [path for path, _why in reset] == ["masking.struct_mask"] and "planes" in reset[0][1]
     plain, nothing = with_mode(make_config("n2v", "2d", "fast", {"learning_rate": 3e-4}), "2.5d")
     assert plain.mode == "2.5d" and plain.training.learning_rate == 3e-4 and nothing == []
+
+
+def test_sections_exist_only_for_the_methods_they_apply_to():
+    care, n2v, n2n = make_config("care"), make_config("n2v"), make_config("n2n")
+    assert care.masking is None and care.deconv is None and care.supervised is not None
+    assert n2v.supervised is None and n2v.masking is not None and n2v.deconv is not None
+    assert n2n.deconv is None and n2n.psf_sigma is None
+    with pytest.raises(ConfigError) as caught:
+        make_config("care", "2d", "fast", {"mask_percent": 5})
+    assert caught.value.fields == ["masking.mask_percent"] and "does not apply to method care" in str(caught.value)
+    with pytest.raises(ConfigError, match="deconv.psf_sigma: does not apply to method n2n"):
+        make_config("n2n", "2d", "fast", {"psf_sigma": 1.0})
+
+
+def test_configs_written_with_every_section_still_load():
+    """Run folders from before sections were per method hold all of them: they load, the extras dropped."""
+    from denoise_studio.engine.config import DeconvConfig, MaskingConfig, SupervisedConfig
+
+    old = make_config("care").to_dict()
+    old.update(masking=MaskingConfig(mask_percent=6.25).model_dump(), deconv=DeconvConfig().model_dump())
+    loaded = DenoiseConfig.from_dict(old)
+    assert loaded.masking is None and loaded.deconv is None and loaded == make_config("care")
+    old = make_config("n2v").to_dict() | {"supervised": SupervisedConfig().model_dump()}
+    assert DenoiseConfig.from_dict(old) == make_config("n2v")

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,3 +298,21 @@ def test_a_huge_configuration_is_refused_with_the_figure_before_training(noisy, 
     with pytest.raises(ds.ConfigError, match=r"needs about [\d.]+ GB of memory") as caught:
         ds.train(noisy, config)
     assert "training.batch_size" in caught.value.fields
+
+
+@pytest.mark.parametrize("method", ["n2v", "care", "autostructn2v"])
+def test_run_folders_written_before_the_restructuring_still_load(method):
+    import tifffile
+
+    folder = Path(__file__).resolve().parents[1] / "data" / "runs_190f2ae"
+    model = ds.load_model(folder / method)
+    noisy = tifffile.imread(folder / "noisy.tif")
+    assert model.method == method
+    outputs = model.predict_outputs(noisy)
+    assert all(array.shape == noisy.shape and np.isfinite(array).all() for array in outputs.values())
+    if method == "n2v":  # trained with DecoNoising
+        assert model.outputs == ("denoised", "deconvolved")
+    if method == "care":
+        assert model.config.masking is None and model.target_normalization is not None
+    if method == "autostructn2v":
+        assert set(model.stage_networks) == {"stage1", "stage2"} and model.mask is not None

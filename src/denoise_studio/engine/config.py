@@ -245,21 +245,44 @@ class DenoiseConfig(_Strict):
     mode: Mode = "2d"
     preset: Preset | None = None
     data: DataConfig = Field(default_factory=DataConfig)
-    masking: MaskingConfig = Field(default_factory=MaskingConfig)
+    #: Sections that exist only for the methods they apply to (None otherwise): blind-spot masking
+    #: for N2V/N2V2, pairs for Noise2Noise/CARE/autoencoder, DecoNoising for N2V/N2V2.
+    masking: MaskingConfig | None = None
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    supervised: SupervisedConfig = Field(default_factory=SupervisedConfig)
-    deconv: DeconvConfig = Field(default_factory=DeconvConfig)
+    supervised: SupervisedConfig | None = None
+    deconv: DeconvConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_that_apply(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        info = registry.METHODS.get(data.get("method", "n2v"))
+        if info is None:
+            return data  # the method field itself names the problem
+        data = dict(data)
+        for section, applies in section_rules(info).items():
+            if applies:
+                if data.get(section) is None:
+                    data[section] = {}
+            else:
+                # Run folders written before sections were per method hold every section.
+                data.pop(section, None)
+        return data
 
     @property
     def is_blind_spot(self) -> bool:
         return self.method in BLIND_SPOT_METHODS
 
+    @property
+    def psf_sigma(self) -> float | None:
+        """DecoNoising's PSF, or None (no DecoNoising, or a method without it)."""
+        return self.deconv.psf_sigma if self.deconv is not None else None
+
     @model_validator(mode="after")
     def _check_consistency(self) -> DenoiseConfig:
-        if self.deconv.psf_sigma is not None and not self.is_blind_spot:
-            raise ValueError(f"deconv.psf_sigma (DecoNoising) works with n2v or n2v2, not {self.method}")
-        if self.supervised.target_from is not None and self.method != "care":
+        if self.supervised is not None and self.supervised.target_from is not None and self.method != "care":
             raise ValueError("supervised.target_from builds a CARE target; use method care")
         step = 2**self.model.depth
         if self.data.patch_size % step:
@@ -272,7 +295,7 @@ class DenoiseConfig(_Strict):
                 f"data.patch_size ({self.data.patch_size}) is too small for model.depth {self.model.depth}; "
                 f"use at least {4 * step}"
             )
-        kernel = self.masking.struct_mask
+        kernel = self.masking.struct_mask if self.masking is not None else None
         if kernel is not None:
             planes = len(kernel)
             wanted = 3 if self.mode == "2.5d" else 1
@@ -299,7 +322,8 @@ class DenoiseConfig(_Strict):
         return apply_overrides(self, overrides)
 
 
-_SECTIONS: dict[str, type[BaseModel]] = {
+#: The section classes of a DenoiseConfig, by field name (the faces build their editors from them).
+SECTIONS: dict[str, type[BaseModel]] = {
     "data": DataConfig,
     "masking": MaskingConfig,
     "model": ModelConfig,
@@ -346,7 +370,7 @@ def config_error(err: ValidationError) -> ConfigError:
 def field_names() -> dict[str, str]:
     """Flat field name -> dotted path, for every settable field (used for ``--set key=value``)."""
     names: dict[str, str] = {}
-    for section, model in _SECTIONS.items():
+    for section, model in SECTIONS.items():
         for name in model.model_fields:
             names[name] = f"{section}.{name}"
     return names
@@ -359,7 +383,7 @@ def resolve_key(key: str) -> str:
         return key
     if "." in key:
         section, _, name = key.partition(".")
-        if section in _SECTIONS and name in _SECTIONS[section].model_fields:
+        if section in SECTIONS and name in SECTIONS[section].model_fields:
             return key
         raise ConfigError(f"{key}: unknown field")
     names = field_names()
@@ -384,6 +408,11 @@ def _parse_value(raw: Any) -> Any:
         return text
 
 
+def section_rules(info: registry.MethodInfo) -> dict[str, bool]:
+    """Which optional sections a method's config has."""
+    return {"masking": info.blind_spot, "supervised": not info.blind_spot, "deconv": info.supports_deconvolution}
+
+
 def apply_overrides(config: DenoiseConfig, overrides: dict[str, Any]) -> DenoiseConfig:
     data = config.to_dict()
     for key, raw in overrides.items():
@@ -391,6 +420,10 @@ def apply_overrides(config: DenoiseConfig, overrides: dict[str, Any]) -> Denoise
         value = _parse_value(raw)
         if "." in path:
             section, name = path.split(".")
+            if data.get(section) is None:
+                applies = [m for m, info in registry.METHODS.items() if section_rules(info).get(section)]
+                message = f"does not apply to method {config.method} (only to {', '.join(applies)})"
+                raise ConfigError(f"{path}: {message}", [(path, message)])
             data[section][name] = value
         else:
             data[path] = value

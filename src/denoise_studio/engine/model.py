@@ -58,7 +58,7 @@ class TrainedModel:
     @property
     def deconvolving(self) -> bool:
         """A DecoNoising model, which also gives a deconvolved image."""
-        return self.config.deconv.psf_sigma is not None
+        return self.config.psf_sigma is not None
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -185,7 +185,7 @@ class TrainedModel:
         if self.stop_reason:
             rows.append(("Ended", stop_reason_text(self.stop_reason)))
         if self.deconvolving:
-            rows.append(("DecoNoising", f"PSF sigma {self.config.deconv.psf_sigma:g} px"))
+            rows.append(("DecoNoising", f"PSF sigma {self.config.psf_sigma:g} px"))
         if self.target_normalization is not None:
             rows.append(("Output scale", "the target's intensities"))
         if self.stage_networks:

@@ -319,7 +319,7 @@ def load_state(path: str | os.PathLike) -> dict:
 
 def build_checked_model(config: DenoiseConfig, state: dict, source: Path) -> UNet:
     """The network for ``config`` with ``state`` loaded, after checking names, shapes, dtypes and values."""
-    model = build_model(config.model, input_channels(config.mode), psf_sigma=config.deconv.psf_sigma)
+    model = build_model(config.model, input_channels(config.mode), psf_sigma=config.psf_sigma)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

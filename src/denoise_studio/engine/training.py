@@ -243,7 +243,7 @@ class Trainer:
 
         struct = getattr(self.method, "struct_kernel", None)
         sampler = PatchSampler(normalized, cfg.mode, cfg.data, rng, struct_kernel=struct, targets=targets)
-        model = build_model(cfg.model, input_channels(cfg.mode), psf_sigma=cfg.deconv.psf_sigma)
+        model = build_model(cfg.model, input_channels(cfg.mode), psf_sigma=cfg.psf_sigma)
         if initial_state is not None:
             model.load_state_dict(initial_state)
         model = model.to(device=device, memory_format=fmt)

@@ -22,9 +22,9 @@ from superqt import QCollapsible
 
 from ...engine.config import (
     AUTOSTRUCT_TOP_FIELDS,
+    SECTIONS,
     SUPERVISED_METHODS,
     AutoStructConfig,
-    DenoiseConfig,
     MaskExtractorConfig,
     field_names,
 )
@@ -76,7 +76,7 @@ PRESET_HINTS = {
 def section_model(name: str):
     """The config section class that defines training field ``name`` (e.g. DataConfig for patch_size)."""
     section = field_names()[name].split(".")[0]
-    return DenoiseConfig.model_fields[section].annotation, section
+    return SECTIONS[section], section
 
 
 def extractor_editor(name: str) -> FieldEditor:
