@@ -106,3 +106,19 @@ def test_process_with_an_empty_viewer_says_what_to_do(studio, tmp_path, noisy_mo
     assert not widget.results.process()
     text = widget.results.process_status.text()
     assert "no image layer to denoise" in text and "no layer named" not in text
+
+
+def test_a_separate_dock_opens_as_a_tab_beside_the_studio(make_napari_viewer, qtbot):
+    from qtpy.QtWidgets import QDockWidget
+
+    viewer = make_napari_viewer(show=True)
+    studio_dock, _widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Denoise Studio")
+    qtbot.wait(50)
+    full_height = studio_dock.height()
+    training_dock, _training = viewer.window.add_plugin_dock_widget(PLUGIN, "Training")
+    window = viewer.window._qt_window
+    qtbot.waitUntil(lambda: training_dock in window.tabifiedDockWidgets(studio_dock), timeout=5_000)
+    assert isinstance(training_dock, QDockWidget)
+    qtbot.wait(50)
+    # Tabbed, not stacked: the new dock, raised, has most of the column (less its tab bar), not half of it.
+    assert training_dock.isVisible() and training_dock.height() >= 0.75 * full_height

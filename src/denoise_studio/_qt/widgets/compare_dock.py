@@ -53,7 +53,7 @@ from ...engine.filters import apply_filter
 from ...engine.io import InputError
 from ..state.session import Session, session_for, unique_layer_name
 from ..workers.worker import EngineJob, Outcome, guarded
-from .qt_utils import Connections, delete_when_undocked
+from .qt_utils import Connections, delete_when_undocked, tabify_with_studio
 from .side_by_side import SideBySide
 
 if TYPE_CHECKING:
@@ -166,6 +166,8 @@ class CompareDock(QWidget):
         super().__init__()
         self._links = Connections(self)
         delete_when_undocked(self)
+        if session is None:  # opened on its own, not as a tab of the all-in-one widget
+            tabify_with_studio(self)
         self.session = session or session_for(napari_viewer)
         self.viewer = self.session.viewer
         self.side_by_side = SideBySide(self.viewer)

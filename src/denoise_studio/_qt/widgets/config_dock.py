@@ -31,7 +31,7 @@ from ...engine.config import (
 from ..state.session import PRESET_NAMES, Session, session_for
 from .binding import ConfigBinding
 from .fields import FieldEditor
-from .qt_utils import Connections, delete_when_undocked, discard_widget
+from .qt_utils import Connections, delete_when_undocked, discard_widget, tabify_with_studio
 
 if TYPE_CHECKING:
     import napari
@@ -90,6 +90,8 @@ class ConfigDock(QWidget):
         super().__init__()
         self._links = Connections(self)
         delete_when_undocked(self)
+        if session is None:  # opened on its own, not as a tab of the all-in-one widget
+            tabify_with_studio(self)
         self.session = session or session_for(napari_viewer)
         self.binding = ConfigBinding(self.session, self)
         self.binding.error_changed.connect(self._show_error)

@@ -39,6 +39,9 @@ def scrollable(widget: QWidget) -> QScrollArea:
 
 
 class DenoiseStudioWidget(QWidget):
+    #: Separate docks opened beside it go into tabs next to it (see qt_utils.tabify_with_studio).
+    is_denoise_studio = True
+
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
         super().__init__()
         self._links = Connections(self)

@@ -29,7 +29,7 @@ from ..workers.training_run import REVIEW, TrainingRun
 from .binding import ConfigBinding
 from .fields import FieldEditor
 from .mask_widgets import CorrelationMap, KernelGrid, colour_limit
-from .qt_utils import Connections, delete_when_undocked, discard_widget
+from .qt_utils import Connections, delete_when_undocked, discard_widget, tabify_with_studio
 
 if TYPE_CHECKING:
     import napari
@@ -83,6 +83,8 @@ class MaskReviewDock(QWidget):
         super().__init__()
         self._links = Connections(self)
         delete_when_undocked(self)
+        if session is None:  # opened on its own, not as a tab of the all-in-one widget
+            tabify_with_studio(self)
         self.session = session or session_for(napari_viewer)
         self.run: TrainingRun | None = None
         self.extraction: MaskExtractionResult | None = None

@@ -33,7 +33,7 @@ from ...engine.registry import DECONVOLUTION_METHODS, METHODS, MODES, TARGET_MET
 from ..state.session import Session, session_for, unique_layer_name
 from .binding import ConfigBinding
 from .fields import FieldEditor, FilterSpecEditor
-from .qt_utils import Connections, delete_when_undocked
+from .qt_utils import Connections, delete_when_undocked, tabify_with_studio
 
 if TYPE_CHECKING:
     import napari
@@ -51,6 +51,8 @@ class MethodDock(QWidget):
         super().__init__()
         self._links = Connections(self)
         delete_when_undocked(self)
+        if session is None:  # opened on its own, not as a tab of the all-in-one widget
+            tabify_with_studio(self)
         self.session = session or session_for(napari_viewer)
         self.viewer = self.session.viewer
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
-from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QWidget
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 
 def discard_widget(widget: QWidget | None) -> None:
@@ -66,3 +66,32 @@ class _RemovalWatch(QObject):
 
 def delete_when_undocked(widget: QWidget) -> None:
     _RemovalWatch(widget)
+
+
+def _dock_of(widget: QWidget) -> QDockWidget | None:
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parentWidget()
+    return parent
+
+
+def tabify_with_studio(widget: QWidget) -> None:
+    """Once ``widget`` is docked, put its dock in a tab beside the all-in-one Denoise Studio dock
+    (when that is open) instead of splitting the column: a second dock in the same area would
+    otherwise squash the first to half its height."""
+
+    def tabify() -> None:
+        try:
+            own = _dock_of(widget)
+        except RuntimeError:  # deleted meanwhile
+            return
+        window = own.parentWidget() if own is not None else None
+        if not isinstance(window, QMainWindow):
+            return
+        for other in window.findChildren(QDockWidget):
+            if other is not own and getattr(other.widget(), "is_denoise_studio", False) and other.isVisible():
+                window.tabifyDockWidget(other, own)
+                own.raise_()
+                return
+
+    QTimer.singleShot(0, tabify)

@@ -30,7 +30,7 @@ from ...engine.prediction import PredictionStopped
 from ..state.session import Session, session_for
 from ..workers.inference import Prediction, add_result_layers, predict_file, predict_image
 from ..workers.worker import EngineJob, Outcome, guarded
-from .qt_utils import Connections, delete_when_undocked
+from .qt_utils import Connections, delete_when_undocked, tabify_with_studio
 from .side_by_side import SideBySide
 from .training_dock import format_duration
 
@@ -45,6 +45,8 @@ class ResultsDock(QWidget):
         super().__init__()
         self._links = Connections(self)
         delete_when_undocked(self)
+        if session is None:  # opened on its own, not as a tab of the all-in-one widget
+            tabify_with_studio(self)
         self.session = session or session_for(napari_viewer)
         self.viewer = self.session.viewer
         self.side_by_side = SideBySide(self.viewer)

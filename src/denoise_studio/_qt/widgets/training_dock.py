@@ -26,7 +26,7 @@ from ...engine.events import ProgressEvent
 from ...engine.io import InputError
 from ..state.session import Session, session_for
 from ..workers.training_run import COMPLETE, FAILED, PENDING, REVIEW, STOPPED, TRAINING, TrainingRun
-from .qt_utils import Connections, delete_when_undocked, discard_widget
+from .qt_utils import Connections, delete_when_undocked, discard_widget, tabify_with_studio
 
 if TYPE_CHECKING:
     import napari
@@ -187,6 +187,8 @@ class TrainingDock(QWidget):
         super().__init__()
         self._links = Connections(self)
         delete_when_undocked(self)
+        if session is None:  # opened on its own, not as a tab of the all-in-one widget
+            tabify_with_studio(self)
         self.session = session or session_for(napari_viewer)
         self.run: TrainingRun | None = None
 
