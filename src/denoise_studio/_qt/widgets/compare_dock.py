@@ -44,16 +44,15 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from ...engine.compare import compare_results
 from ...engine.filters import apply_filter
 from ...engine.io import InputError
-from ..state.session import Session, session_for, unique_layer_name
+from ..state.session import Session, unique_layer_name
 from ..workers.worker import EngineJob, Outcome, guarded
-from .qt_utils import Connections, delete_when_undocked, tabify_with_studio
+from .dock import StudioDock
 from .side_by_side import SideBySide
 
 if TYPE_CHECKING:
@@ -161,15 +160,9 @@ class Comparison:
     rows: list[dict]
 
 
-class CompareDock(QWidget):
+class CompareDock(StudioDock):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
-        super().__init__()
-        self._links = Connections(self)
-        delete_when_undocked(self)
-        if session is None:  # opened on its own, not as a tab of the all-in-one widget
-            tabify_with_studio(self)
-        self.session = session or session_for(napari_viewer)
-        self.viewer = self.session.viewer
+        super().__init__(napari_viewer, session)
         self.side_by_side = SideBySide(self.viewer)
         self.job: EngineJob | None = None
         self._pending: tuple[str, list[str], str | None, list[FilterSpec]] | None = None

@@ -28,10 +28,11 @@ from ...engine.config import (
     MaskExtractorConfig,
     field_names,
 )
-from ..state.session import PRESET_NAMES, Session, session_for
+from ..state.session import PRESET_NAMES, Session
 from .binding import ConfigBinding
+from .dock import StudioDock
 from .fields import FieldEditor
-from .qt_utils import Connections, delete_when_undocked, discard_widget, tabify_with_studio
+from .qt_utils import discard_widget
 
 if TYPE_CHECKING:
     import napari
@@ -83,16 +84,11 @@ def extractor_editor(name: str) -> FieldEditor:
     return FieldEditor(MaskExtractorConfig, name, ("extractor", name))
 
 
-class ConfigDock(QWidget):
+class ConfigDock(StudioDock):
     """Edit the session's config: preset buttons fill every field; fields are checked as you type."""
 
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
-        super().__init__()
-        self._links = Connections(self)
-        delete_when_undocked(self)
-        if session is None:  # opened on its own, not as a tab of the all-in-one widget
-            tabify_with_studio(self)
-        self.session = session or session_for(napari_viewer)
+        super().__init__(napari_viewer, session)
         self.binding = ConfigBinding(self.session, self)
         self.binding.error_changed.connect(self._show_error)
         self.editors: dict[str, FieldEditor] = {}

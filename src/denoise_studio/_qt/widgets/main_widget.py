@@ -12,9 +12,9 @@ from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 from ..state.session import Session, session_for
 from .compare_dock import CompareDock
 from .config_dock import ConfigDock
+from .dock import StudioDock
 from .mask_review_dock import MaskReviewDock
 from .method_dock import MethodDock
-from .qt_utils import Connections, delete_when_undocked
 from .results_dock import ResultsDock
 from .training_dock import TrainingDock
 
@@ -38,15 +38,12 @@ def scrollable(widget: QWidget) -> QScrollArea:
     return area
 
 
-class DenoiseStudioWidget(QWidget):
+class DenoiseStudioWidget(StudioDock):
     #: Separate docks opened beside it go into tabs next to it (see qt_utils.tabify_with_studio).
     is_denoise_studio = True
 
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
-        super().__init__()
-        self._links = Connections(self)
-        delete_when_undocked(self)
-        self.session = session or session_for(napari_viewer)
+        super().__init__(napari_viewer, session or session_for(napari_viewer))
         self.tabs = QTabWidget()
         self.docks: dict[str, QWidget] = {}
         self._tab_index: dict[str, int] = {}

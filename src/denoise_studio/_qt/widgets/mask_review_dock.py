@@ -24,12 +24,13 @@ from qtpy.QtWidgets import (
 )
 
 from ...engine.config import AutoStructConfig, MaskExtractorConfig
-from ..state.session import Session, session_for
+from ..state.session import Session
 from ..workers.training_run import REVIEW, TrainingRun
 from .binding import ConfigBinding
+from .dock import StudioDock
 from .fields import FieldEditor
 from .mask_widgets import CorrelationMap, KernelGrid, colour_limit
-from .qt_utils import Connections, delete_when_undocked, discard_widget, tabify_with_studio
+from .qt_utils import discard_widget
 
 if TYPE_CHECKING:
     import napari
@@ -78,14 +79,9 @@ class PlaneView(QWidget):
         layout.addLayout(right, 1)
 
 
-class MaskReviewDock(QWidget):
+class MaskReviewDock(StudioDock):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
-        super().__init__()
-        self._links = Connections(self)
-        delete_when_undocked(self)
-        if session is None:  # opened on its own, not as a tab of the all-in-one widget
-            tabify_with_studio(self)
-        self.session = session or session_for(napari_viewer)
+        super().__init__(napari_viewer, session)
         self.run: TrainingRun | None = None
         self.extraction: MaskExtractionResult | None = None
         #: The mask as edited here: planes x K x K booleans.

@@ -30,10 +30,10 @@ from ...engine.config import DeconvConfig, SupervisedConfig
 from ...engine.io import InputError, load_image
 from ...engine.persistence import ModelFileError
 from ...engine.registry import DECONVOLUTION_METHODS, METHODS, MODES, TARGET_METHODS
-from ..state.session import Session, session_for, unique_layer_name
+from ..state.session import Session, unique_layer_name
 from .binding import ConfigBinding
+from .dock import StudioDock
 from .fields import FieldEditor, FilterSpecEditor
-from .qt_utils import Connections, delete_when_undocked, tabify_with_studio
 
 if TYPE_CHECKING:
     import napari
@@ -46,15 +46,9 @@ ERROR_STYLE = "color: #e5484d;"
 PAIRED_METHODS = (*TARGET_METHODS, "autoencoder")
 
 
-class MethodDock(QWidget):
+class MethodDock(StudioDock):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
-        super().__init__()
-        self._links = Connections(self)
-        delete_when_undocked(self)
-        if session is None:  # opened on its own, not as a tab of the all-in-one widget
-            tabify_with_studio(self)
-        self.session = session or session_for(napari_viewer)
-        self.viewer = self.session.viewer
+        super().__init__(napari_viewer, session)
 
         # -- method --
         self.method_buttons: dict[str, QRadioButton] = {}

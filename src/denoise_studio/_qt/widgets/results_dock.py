@@ -20,17 +20,16 @@ from qtpy.QtWidgets import (
     QPushButton,
     QRadioButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from ...engine.events import ProgressEvent
 from ...engine.io import InputError
 from ...engine.model import TrainedModel
 from ...engine.prediction import PredictionStopped
-from ..state.session import Session, session_for
+from ..state.session import Session
 from ..workers.inference import Prediction, add_result_layers, predict_file, predict_image
 from ..workers.worker import EngineJob, Outcome, guarded
-from .qt_utils import Connections, delete_when_undocked, tabify_with_studio
+from .dock import StudioDock
 from .side_by_side import SideBySide
 from .training_dock import format_duration
 
@@ -40,15 +39,9 @@ if TYPE_CHECKING:
 PROGRESS_STEPS = 1000
 
 
-class ResultsDock(QWidget):
+class ResultsDock(StudioDock):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
-        super().__init__()
-        self._links = Connections(self)
-        delete_when_undocked(self)
-        if session is None:  # opened on its own, not as a tab of the all-in-one widget
-            tabify_with_studio(self)
-        self.session = session or session_for(napari_viewer)
-        self.viewer = self.session.viewer
+        super().__init__(napari_viewer, session)
         self.side_by_side = SideBySide(self.viewer)
         self.job: EngineJob | None = None
         self._job_model: TrainedModel | None = None

@@ -24,9 +24,10 @@ from superqt import QCollapsible
 
 from ...engine.events import ProgressEvent
 from ...engine.io import InputError
-from ..state.session import Session, session_for
+from ..state.session import Session
 from ..workers.training_run import COMPLETE, FAILED, PENDING, REVIEW, STOPPED, TRAINING, TrainingRun
-from .qt_utils import Connections, delete_when_undocked, discard_widget, tabify_with_studio
+from .dock import StudioDock
+from .qt_utils import discard_widget
 
 if TYPE_CHECKING:
     import napari
@@ -182,14 +183,9 @@ class PhasePanel(QWidget):
         self.best_card.set_value(self.best)
 
 
-class TrainingDock(QWidget):
+class TrainingDock(StudioDock):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
-        super().__init__()
-        self._links = Connections(self)
-        delete_when_undocked(self)
-        if session is None:  # opened on its own, not as a tab of the all-in-one widget
-            tabify_with_studio(self)
-        self.session = session or session_for(napari_viewer)
+        super().__init__(napari_viewer, session)
         self.run: TrainingRun | None = None
 
         self.start_button = QPushButton("Start")
