@@ -334,7 +334,13 @@ SECTIONS: dict[str, type[BaseModel]] = {
 
 
 def validation_issues(err: ValidationError) -> list[tuple[str, str]]:
-    """(field path, message) for each problem pydantic found."""
+    """(field path, message) for each problem pydantic found.
+
+    A check of the whole config (or of a section) names the fields it concerns in its message, e.g.
+    ``data.patch_size (72) must be a multiple of 16: ... model.depth (4) ...``: it gives one issue
+    per field named, each path complete (``stage1.data.patch_size`` inside autoStructN2V), so that
+    a face can mark every field concerned without reading the text.
+    """
     issues = []
     for item in err.errors():
         field = ".".join(str(p) for p in item["loc"])
@@ -345,21 +351,30 @@ def validation_issues(err: ValidationError) -> list[tuple[str, str]]:
             message = message[len("Value error, ") :]
         if "input" in item and item["type"] != "extra_forbidden" and not isinstance(item["input"], dict):
             message += f" (got {item['input']!r})"
-        if not field:
-            # Whole-config checks name their field at the start of the message.
-            named = _LEADING_FIELD.match(message)
-            field = named.group(1) if named else ""
-        issues.append((field, message))
+        named = [path for path in _FIELD_PATH.findall(message) if path.split(".")[0] in _SECTION_NAMES]
+        if item["type"] == "value_error" and named and (not field or field in ("stage1", "stage2")):
+            prefix = f"{field}." if field else ""
+            issues.extend((prefix + path, message) for path in dict.fromkeys(named))
+        else:
+            issues.append((field, message))
     return issues
 
 
-_LEADING_FIELD = re.compile(r"^([a-z_0-9]+(?:\.[a-z_0-9]+)+)\b")
+_FIELD_PATH = re.compile(r"\b([a-z_0-9]+\.[a-z_0-9]+)\b")
+_SECTION_NAMES = ("data", "masking", "model", "training", "supervised", "deconv", "extractor", "stage1", "stage2")
 
 
 def format_validation_error(err: ValidationError) -> str:
-    parts = []
+    parts, seen = [], set()
     for field, message in validation_issues(err):
-        parts.append(message if message.startswith(field) and field else f"{field or 'config'}: {message}")
+        if message in seen:
+            continue  # one message that concerns several fields is said once
+        seen.add(message)
+        head = message.split(" ", 1)[0]
+        if field and field.endswith(head):
+            parts.append(field[: len(field) - len(head)] + message)  # "stage2." + "data.patch_size (72) ..."
+        else:
+            parts.append(f"{field or 'config'}: {message}")
     return "; ".join(parts)
 
 

@@ -21,7 +21,13 @@ class ConfigError(ValueError):
     def prefixed(self, prefix: str) -> ConfigError:
         """The same error with every field path under ``prefix`` (e.g. ``stage1``)."""
         issues = [(f"{prefix}.{path}" if path else prefix, message) for path, message in self.issues]
-        return ConfigError("; ".join(f"{path}: {message}" for path, message in issues), issues)
+        parts: list[str] = []
+        for path, message in issues:
+            head = message.split(" ", 1)[0]
+            part = f"{prefix}.{message}" if path.endswith(head) else f"{path}: {message}"
+            if not any(message in existing for existing in parts):  # one message for several fields: once
+                parts.append(part)
+        return ConfigError("; ".join(parts), issues)
 
 
 def _issues_from_text(message: str) -> list[tuple[str, str]]:

@@ -391,23 +391,12 @@ def get_path(data: dict, path: tuple[str, ...]) -> Any:
 
 
 def errors_by_editor(error: ConfigError, editors: list[FieldEditor]) -> dict[FieldEditor, str]:
-    """Spread a ConfigError over the editors of the fields it names, from its (field path, message) pairs.
-
-    An issue flags the editor of its own field, and the editors of other fields its message names
-    (``data.patch_size (72) must be a multiple of 16: ... model.depth (4) ...`` flags both). Editors
-    of an autoStructN2V stage (``("stage1", "data", "patch_size")``) only take that stage's issues.
-    """
+    """The editors of the fields a ConfigError names, from its (field path, message) pairs: the engine
+    gives one pair per field concerned, so no message text is read here."""
+    by_path = {editor.dotted: editor for editor in editors}
     found: dict[FieldEditor, str] = {}
     for path, message in error.issues:
-        head = path.split(".")[0] if path else ""
-        for editor in editors:
-            scoped = len(editor.path) > 2  # e.g. ("stage1", "data", "patch_size")
-            local = ".".join(editor.path[1:] if scoped else editor.path)
-            relative = path
-            if scoped:
-                if head != editor.path[0]:
-                    continue
-                relative = path[len(head) + 1 :]
-            if relative == local or local in message:
-                found[editor] = message
+        editor = by_path.get(path)
+        if editor is not None and editor not in found:
+            found[editor] = message
     return found
