@@ -42,7 +42,7 @@ def test_with_a_reference_the_gaussian_filter_beats_the_noisy_input(pair, qtbot,
     assert viewer.layers["noisy gaussian 2"].data.shape == (80, 80)
     # Side by side: the compared layers and the reference, in one synchronised grid.
     grid = viewer.canvas.grid
-    assert grid.enabled and grid.shape == (1, 5)
+    assert grid.enabled and grid.shape == (2, 3)  # five views on two rows, wide enough for their captions
     assert dock.side_by_side.layers == ["noisy", "result", "noisy gaussian 2", "noisy median 3", "reference"]
     assert all(layer.visible == (layer.name in dock.side_by_side.layers) for layer in viewer.layers)
 
@@ -310,13 +310,17 @@ def test_each_side_by_side_view_is_captioned_with_its_layer(pair, qtbot, synchro
     assert dock.side_by_side.layers == shown
     assert all(viewer.layers[name].name_overlay.visible for name in shown)
     assert viewer.layers["result"].name_overlay.box  # boxed while shown
-    assert dock.view_order.text() == "Side by side, left to right: noisy | result | noisy median 3 | reference"
-    # Each caption is drawn in its own grid cell, in the order of the views.
+    assert dock.view_order.text() == (
+        "Side by side, left to right, then the second row: noisy | result | noisy median 3 | reference"
+    )
+    # Each caption is drawn in its own grid cell, in the order of the views (four views: two rows of two).
     canvas = viewer.window._qt_viewer.canvas
-    for column, name in enumerate(shown):
+    rows, columns = viewer.canvas.grid.shape
+    assert (rows, columns) == (2, 2)
+    for index, name in enumerate(shown):
         layer = viewer.layers[name]
         caption = canvas._layer_overlay_to_visual[layer][layer.name_overlay]
-        assert caption.node.text == name and caption.node.parent is canvas.grid[0, column]
+        assert caption.node.text == name and caption.node.parent is canvas.grid[index // columns, index % columns]
 
     click(qtbot, dock.single_button)
     assert not any(layer.name_overlay.visible for layer in viewer.layers)

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 LINKED = ("contrast_limits", "gamma")
 #: Caption style of each view: the layer's name at the top left, on a box so it reads on any image.
-CAPTION_STYLE = {"visible": True, "box": True, "font_size": 10}
+CAPTION_STYLE = {"visible": True, "box": True, "font_size": 8}
+#: Up to this many views in one row; more go on two rows, so each view (and its caption) stays wide.
+MAX_ONE_ROW = 3
 
 
 class SideBySide:
@@ -44,7 +46,10 @@ class SideBySide:
     @property
     def caption(self) -> str:
         """The views' order in words ("" when nothing is shown)."""
-        return f"Side by side, left to right: {' | '.join(self.layers)}" if self.layers else ""
+        if not self.layers:
+            return ""
+        order = "left to right" if len(self.layers) <= MAX_ONE_ROW else "left to right, then the second row"
+        return f"Side by side, {order}: {' | '.join(self.layers)}"
 
     def show(self, names: list[str]) -> list[str]:
         """Show ``names`` left to right, synchronised; returns the names actually shown."""
@@ -74,7 +79,8 @@ class SideBySide:
             overlay.update(CAPTION_STYLE)
         grid = self.viewer.canvas.grid
         grid.stride = 1
-        grid.shape = (1, len(layers))
+        rows = 1 if len(layers) <= MAX_ONE_ROW else 2
+        grid.shape = (rows, -(-len(layers) // rows))
         grid.enabled = True
         self.layers = [layer.name for layer in layers]
         self.viewer.reset_view()
