@@ -17,8 +17,8 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
-from denoise_studio._qt.state import settings
 from denoise_studio._qt.launch import open_studio
+from denoise_studio._qt.state import settings
 
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 
