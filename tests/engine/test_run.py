@@ -318,3 +318,57 @@ def test_run_folders_written_before_the_restructuring_still_load(method):
         assert model.config.masking is None and model.target_normalization is not None
     if method == "autostructn2v":
         assert set(model.stage_networks) == {"stage1", "stage2"} and model.mask is not None
+
+
+def test_an_old_run_survives_a_new_run_that_is_refused(tmp_path, noisy, tiny, make_image):
+    folder = tmp_path / "run"
+    ds.train(noisy, tiny(), run_dir=folder)
+    before = (folder / "model.pth").read_bytes()
+    with pytest.raises(ds.InputError):  # a target of another shape: refused before the folder is touched
+        ds.train(noisy, tiny("care"), targets=make_image((32, 32)), run_dir=folder, overwrite=True)
+    assert (folder / "model.pth").read_bytes() == before and ds.load_model(folder).method == "n2v"
+    assert not (folder / LOCK_FILE).exists()
+
+
+def test_overwrite_never_clears_a_folder_that_is_not_a_run(tmp_path, noisy, tiny):
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    (folder / "denoised_fiji.tif").write_bytes(b"someone else's result")
+    with pytest.raises(RunFolderError, match="no denoise-studio run"):
+        ds.train(noisy, tiny(), run_dir=folder, overwrite=True)
+    assert (folder / "denoised_fiji.tif").read_bytes() == b"someone else's result"
+    assert not (folder / LOCK_FILE).exists()
+
+
+def test_a_mask_stage2_cannot_use_is_refused_at_the_review(tmp_path, noisy, tiny_settings):
+    run = run_module.TrainingRun(ds.make_config("autostructn2v", overrides=tiny_settings), noisy, run_dir=tmp_path / "r")
+    run.start()
+    assert run.awaiting_review
+    full = np.ones((1, 3, 3), dtype=bool)  # covers the whole radius-1 replacement neighbourhood of the Fast preset
+    with pytest.raises(ds.ConfigError, match="stage2.masking.struct_mask covers the whole replacement"):
+        run.decide(Approve(full))
+    assert run.awaiting_review and (tmp_path / "r" / LOCK_FILE).exists()  # still at the review, folder held
+    run.decide(SkipStage2())
+    assert run.state == RunState.COMPLETE and not (tmp_path / "r" / LOCK_FILE).exists()
+
+
+def test_a_failing_review_hook_frees_the_folder(tmp_path, noisy, tiny_settings):
+    def hook(_request):
+        raise EOFError("Ctrl-D at the prompt")
+
+    with pytest.raises(EOFError):
+        ds.train(noisy, ds.make_config("autostructn2v", overrides=tiny_settings), run_dir=tmp_path / "r", review=hook)
+    assert not (tmp_path / "r" / LOCK_FILE).exists()
+    assert ds.train(noisy, ds.make_config("autostructn2v", overrides=tiny_settings), run_dir=tmp_path / "r",
+                    overwrite=True).model is not None  # fmt: skip
+
+
+def test_a_given_mask_stopped_before_its_first_step_keeps_nothing(tmp_path, noisy, tiny_settings):
+    stop = StopRequest()
+    stop.set()
+    line = np.zeros((1, 3, 3), dtype=bool)
+    line[0, 1, :] = True
+    config = ds.make_config("autostructn2v", overrides={**tiny_settings, "stage2.neighbourhood_radius": 2})
+    run = ds.train(noisy, config, run_dir=tmp_path / "r", mask=line, stop=stop)
+    assert run.model is None and "no model was kept" in run.message
+    assert [p.name for p in (tmp_path / "r").iterdir()] == []

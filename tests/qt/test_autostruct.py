@@ -141,3 +141,26 @@ def test_auto_approve_goes_straight_to_stage2(studio, qtbot, synchronous):
     assert widget.training.start()
     assert widget.training.state == "complete"
     assert set(widget.session.model.stage_networks) == set(STAGES)
+
+
+def test_closing_the_last_training_dock_at_the_review_ends_the_run(studio, qtbot, synchronous):
+    viewer, widget = studio
+    prepare(qtbot, viewer, widget, mode="2d", name="lines")
+    assert widget.training.start() and widget.training.state == "awaiting_review"
+    widget.session.stop_all()  # what the last Training dock's closing does
+    assert widget.training.state == "stopped" and not widget.session.active
+    assert "stage1" in widget.session.model.stage_networks
+
+
+def test_an_edited_mask_stage2_cannot_use_is_refused_and_the_review_stays(studio, qtbot, synchronous):
+    import numpy as np
+
+    viewer, widget = studio
+    prepare(qtbot, viewer, widget, mode="2d", name="lines")
+    widget.configure.editor("neighbourhood_radius", "stage2").input.setValue(1)
+    assert widget.training.start() and widget.training.state == "awaiting_review"
+    reason = widget.session.training_run.approve(np.ones((1, 3, 3), dtype=bool))
+    assert "covers the whole replacement neighbourhood" in reason
+    assert widget.training.state == "awaiting_review" and widget.session.active
+    click(qtbot, widget.review.skip_button)
+    assert widget.training.state == "complete"

@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         where = getattr(err, "filename", "") or ""
         sys.stderr.write(f"error: {err.strerror or err}{f' ({where})' if where else ''}\n")
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, EOFError):  # a second Ctrl-C, or Ctrl-D at a prompt
         sys.stderr.write("aborted\n")
         return EXIT_STOPPED
+    except MemoryError:
+        sys.stderr.write("error: out of memory; try a smaller batch size, patch size or image\n")
+        return 1

@@ -352,15 +352,21 @@ def validation_issues(err: ValidationError) -> list[tuple[str, str]]:
         if "input" in item and item["type"] != "extra_forbidden" and not isinstance(item["input"], dict):
             message += f" (got {item['input']!r})"
         named = [path for path in _FIELD_PATH.findall(message) if path.split(".")[0] in _SECTION_NAMES]
-        if item["type"] == "value_error" and named and (not field or field in ("stage1", "stage2")):
-            prefix = f"{field}." if field else ""
-            issues.extend((prefix + path, message) for path in dict.fromkeys(named))
+        scope = field.split(".") if field else []
+        # A check of a whole config, stage or section (its location is one of those, not a field).
+        whole = not scope or scope[-1] in _SECTION_NAMES
+        if item["type"] == "value_error" and named and whole:
+            for path in dict.fromkeys(named):
+                head = path.split(".")[0]
+                # "stage2" + "masking.struct_mask": the message names fields from the section's parent.
+                prefix = scope[: scope.index(head)] if head in scope else scope
+                issues.append((".".join([*prefix, path]), message))
         else:
             issues.append((field, message))
     return issues
 
 
-_FIELD_PATH = re.compile(r"\b([a-z_0-9]+\.[a-z_0-9]+)\b")
+_FIELD_PATH = re.compile(r"\b([a-z_0-9]+(?:\.[a-z_0-9]+){1,2})\b")
 _SECTION_NAMES = ("data", "masking", "model", "training", "supervised", "deconv", "extractor", "stage1", "stage2")
 
 
@@ -675,17 +681,27 @@ def with_mode(
     else:
         base = make_config(config.method, mode, preset)
     kept = base.to_dict()
+    kept["preset"] = config.preset  # hand-edited stays hand-edited
     base_flat = _flatten(kept)
+    pending = [
+        (path, value)
+        for path, value in _flatten(config.to_dict()).items()
+        if path not in mode_paths and path != "preset" and base_flat.get(path) != value
+    ]
+    # Values that only fit together (a patch size with its depth) may fail alone: retry until nothing moves.
     reset: list[tuple[str, str]] = []
-    for path, value in _flatten(config.to_dict()).items():
-        if path in mode_paths or path == "preset" or base_flat.get(path) == value:
-            continue
-        trial = json.loads(json.dumps(kept))
-        _set_dotted(trial, path, value)
-        try:
-            kind.from_dict(trial)
-        except ConfigError as err:
-            reset.append((path, err.issues[0][1] if err.issues else str(err)))
-            continue
-        kept = trial
-    return kind.from_dict(kept), reset
+    while pending:
+        reset, progressed = [], False
+        for path, value in pending:
+            trial = json.loads(json.dumps(kept))
+            _set_dotted(trial, path, value)
+            try:
+                kind.from_dict(trial)
+            except ConfigError as err:
+                reset.append((path, value, err.issues[0][1] if err.issues else str(err)))
+                continue
+            kept, progressed = trial, True
+        if not progressed:
+            break
+        pending = [(path, value) for path, value, _why in reset]
+    return kind.from_dict(kept), [(path, why) for path, _value, why in reset]

@@ -187,6 +187,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _link_or_create(staged: Path, lock: Path) -> None:
+    """Make ``lock`` appear at once with ``staged``'s content; FileExistsError when it exists."""
+    try:
+        os.link(staged, lock)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: an exclusive create, then the PID
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(staged.read_text())
+
+
 class RunFolder:
     """Exclusive use of a run folder for one run: a lock file naming the writing process.
 
@@ -223,8 +235,12 @@ class RunFolder:
     def _take_lock(self) -> None:
         lock = self.path / LOCK_FILE
         for _ in range(2):
+            # The lock appears with the PID already in it (a hard link of a finished file), so another
+            # process never reads an empty lock and takes it for a dead one.
+            staged = self.path / f".run.lock.{os.getpid()}"
+            staged.write_text(str(os.getpid()))
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                _link_or_create(staged, lock)
             except FileExistsError:
                 try:
                     pid = int(lock.read_text().strip() or 0)
@@ -239,8 +255,8 @@ class RunFolder:
                     raise RunFolderError(f"{self.path}: a training of this program already writes here") from None
                 lock.unlink(missing_ok=True)  # left by a killed run
                 continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(str(os.getpid()))
+            finally:
+                staged.unlink(missing_ok=True)
             self._locked = True
             return
         raise RunFolderError(f"{self.path}: could not lock the run folder")
@@ -257,6 +273,14 @@ class RunFolder:
             return
         if not self.overwrite:
             raise RunFolderError(f"{self.path} already exists; choose another run folder or allow overwriting it")
+        try:
+            read_record(self.path)
+        except ModelFileError:
+            # Not one of our run folders: its files are someone else's, whatever their names.
+            raise RunFolderError(
+                f"{self.path} holds files but no denoise-studio run (no config.json of ours); nothing there is "
+                "overwritten: choose an empty or new run folder"
+            ) from None
         old = self.old_run_files()
         inputs = {p.resolve() for p in self.inputs if p.exists()}
         clash = [p for p in old if p.resolve() in inputs]

@@ -36,7 +36,7 @@ from .persistence import HISTORY_FILE, RunFolder, save_model, write_history
 from .pipelines.autostruct import AutoStructPipeline, AutoStructState
 from .registry import stop_reason_text
 from .targets import prepare_targets
-from .training import TrainingResult, train
+from .training import TrainingResult, resolve_device, train
 
 RunConfig = DenoiseConfig | AutoStructConfig
 
@@ -173,11 +173,31 @@ class TrainingRun:
         return self.images
 
     # -- steps ------------------------------------------------------------------------------------
+    def _prepare(self) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """Every check that can refuse the run, done before the run folder is touched: an old run
+        that ``overwrite`` is about to replace is removed only once the new one can start."""
+        stacks = self._checked_stacks()
+        resolve_device(self._device())
+        targets = None
+        if self.is_pipeline:
+            if self.raw_targets is not None:
+                raise PipelineStateError("autoStructN2V learns from the noisy images alone; it takes no target")
+        else:
+            config: DenoiseConfig = self.config
+            targets = prepare_targets(config, stacks, self.raw_targets)
+            self.normalization = Normalization.fit(stacks, config.data)
+            self.target_normalization = Normalization.fit(targets, config.data) if targets is not None else None
+        return stacks, targets
+
+    def _device(self) -> str:
+        config = self.config.stage1 if self.is_pipeline else self.config
+        return config.training.device
+
     def start(self) -> RunState:
         """Check the data, lock the folder and train (autoStructN2V: stage 1 and the mask extraction)."""
         if self.state != RunState.PENDING:
             raise PipelineStateError(f"the run has already started ({self.state.value})")
-        stacks = self._checked_stacks()
+        stacks, targets = self._prepare()
         if self._folder is not None:
             self._folder.acquire()
         self.state = RunState.TRAINING
@@ -185,17 +205,14 @@ class TrainingRun:
             if self.is_pipeline:
                 self._start_pipeline(stacks)
             else:
-                self._train_single(stacks)
+                self._train_single(stacks, targets)
         except BaseException:
             self._fail()
             raise
         return self.state
 
-    def _train_single(self, stacks: list[np.ndarray]) -> None:
+    def _train_single(self, stacks: list[np.ndarray], targets: list[np.ndarray] | None) -> None:
         config: DenoiseConfig = self.config
-        targets = prepare_targets(config, stacks, self.raw_targets)
-        self.normalization = Normalization.fit(stacks, config.data)
-        self.target_normalization = Normalization.fit(targets, config.data) if targets is not None else None
         result = train(
             config, stacks, callback=self.callback, stop=self.stop, checkpoint=self._checkpoint(config),
             normalization=self.normalization, targets=targets, target_normalization=self.target_normalization,
@@ -222,8 +239,6 @@ class TrainingRun:
         return write
 
     def _start_pipeline(self, stacks: list[np.ndarray]) -> None:
-        if self.raw_targets is not None:
-            raise PipelineStateError("autoStructN2V learns from the noisy images alone; it takes no target")
         pipeline = AutoStructPipeline(self.config, stacks, callback=self.callback, stop=self.stop, run_dir=self.run_dir)
         self.pipeline = pipeline
         self.normalization = pipeline.normalization
@@ -243,16 +258,15 @@ class TrainingRun:
         """autoStructN2V with a mask the user already has: no stage 1, straight to stage 2."""
         if not self.is_pipeline or self.state != RunState.PENDING:
             raise PipelineStateError("a given mask needs an autoStructN2V run that has not started")
-        stacks = self._checked_stacks()
+        stacks, _targets = self._prepare()
+        pipeline = AutoStructPipeline(self.config, stacks, callback=self.callback, stop=self.stop, run_dir=self.run_dir)
+        pipeline.use_mask(mask)  # an unusable mask is refused here, before the folder is touched
         if self._folder is not None:
             self._folder.acquire()
+        self.pipeline = pipeline
+        self.normalization = pipeline.normalization
+        self.state = RunState.TRAINING
         try:
-            self.pipeline = AutoStructPipeline(
-                self.config, stacks, callback=self.callback, stop=self.stop, run_dir=self.run_dir
-            )
-            self.normalization = self.pipeline.normalization
-            self.pipeline.use_mask(mask)
-            self.state = RunState.TRAINING
             self._stage2()
         except BaseException:
             self._fail()
@@ -260,25 +274,29 @@ class TrainingRun:
         return self.state
 
     def decide(self, decision: Decision) -> RunState:
-        """Apply a review decision: regenerate (the run stays at the review), approve or skip stage 2."""
+        """Apply a review decision: regenerate (the run stays at the review), approve or skip stage 2.
+
+        A refused decision (new extractor settings or an edited mask that do not validate) leaves the
+        run at the review; an error once stage 2 has begun ends the run as failed.
+        """
         if not self.awaiting_review:
             raise PipelineStateError("there is no mask waiting for review")
         pipeline = self.pipeline
+        if isinstance(decision, Regenerate):
+            pipeline.regenerate(decision.extractor)
+            self.message = pipeline.extraction.summary()
+            return self.state
+        if isinstance(decision, Approve):
+            pipeline.approve(decision.mask)  # validates the mask and stage 2's config with it
+        elif not isinstance(decision, SkipStage2):
+            raise PipelineStateError(f"not a review decision: {decision!r}")
+        self.state = RunState.TRAINING
         try:
-            if isinstance(decision, Regenerate):
-                pipeline.regenerate(decision.extractor)
-                self.message = pipeline.extraction.summary()
-            elif isinstance(decision, Approve):
-                pipeline.approve(decision.mask)
-                self.state = RunState.TRAINING
+            if isinstance(decision, Approve):
                 self._stage2()
-            elif isinstance(decision, SkipStage2):
+            else:
                 pipeline.skip_stage2()
                 self._finish_pipeline(RunState.COMPLETE, stop_reason_text("skipped"))
-            else:
-                raise PipelineStateError(f"not a review decision: {decision!r}")
-        except (PipelineStateError, ValueError):
-            raise  # a refused decision (e.g. an invalid edited mask) leaves the run at the review
         except BaseException:
             self._fail()
             raise
@@ -290,17 +308,20 @@ class TrainingRun:
             raise PipelineStateError("the run is not waiting at the review")
         try:
             self.pipeline.skip_stage2()
+            self._finish_pipeline(RunState.STOPPED, "stopped at the mask review; the stage-1 model is kept")
         except BaseException:
             self._fail()
             raise
-        self._finish_pipeline(RunState.STOPPED, "stopped at the mask review; the stage-1 model is kept")
         return self.state
 
     def _stage2(self) -> None:
         pipeline = self.pipeline
         pipeline.run_stage2()
         stage2 = pipeline.stage2
-        if stage2 is None:  # stopped before stage 2 learnt anything
+        if pipeline.stage1 is None and (stage2 is None or stage2.steps == 0):
+            # A given mask, stopped before stage 2's first step: random weights are no model.
+            self._end_without_model(self._histories(), self._summaries())
+        elif stage2 is None:  # stopped before stage 2 learnt anything
             self._finish_pipeline(RunState.STOPPED, "stopped before stage 2 trained; the stage-1 model is kept")
         elif stage2.stop_reason == "stopped":
             self._finish_pipeline(RunState.STOPPED, "stopped during stage 2; the best stage-2 model is kept")
@@ -426,6 +447,11 @@ def run_training(
     while run.awaiting_review:
         if run.stop.requested:
             run.stop_at_review()
-        else:
-            run.decide(review(run.review_request))
+            continue
+        try:
+            decision = review(run.review_request)
+        except BaseException:  # the hook failed, or the user aborted at the prompt: the folder is freed
+            run._fail()
+            raise
+        run.decide(decision)
     return run.result

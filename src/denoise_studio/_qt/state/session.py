@@ -145,6 +145,7 @@ class Session:
             return
         self.mode = mode
         self.config, reset = with_mode(self.config, mode, self.preset)
+        self.config_error = None  # the new config is a validated one
         if reset:
             fields = "; ".join(f"{path} ({why})" for path, why in reset)
             self.notice.emit(
@@ -429,4 +430,5 @@ class Session:
         if self.job is not None:
             self.job.request_stop()
         if self.training_run is not None:
-            self.training_run.stop.set()
+            # At the mask review no job runs: the run ends now, keeping its stage-1 model.
+            self.training_run.request_stop()

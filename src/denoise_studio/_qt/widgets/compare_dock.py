@@ -307,7 +307,7 @@ class CompareDock(StudioDock):
         return [layer for layer in self.session.image_layers() if not self._is_preview(layer.name)]
 
     def _layer_inserted(self, event) -> None:
-        event.value.events.name.connect(self._refresh_layers)  # renames keep the lists right
+        self._links.connect(event.value.events.name, self._refresh_layers)  # renames keep the lists right
         self._refresh_layers()
 
     def _layer_removed(self, event) -> None:
@@ -506,7 +506,8 @@ class CompareDock(StudioDock):
         def call(_callback, _stop) -> dict[str, tuple[FilterSpec, np.ndarray]]:
             return {spec.name: (spec, apply_filter(noisy, spec.name, spec.size)) for spec in wanted}
 
-        job = EngineJob("filter preview", call, parent=self)
+        # No parent: the job must outlive a dock closed mid-preview, or the session's slot would stay taken.
+        job = EngineJob("filter preview", call)
         self._preview_job = job
         on_done = guarded(lambda outcome: self._show_preview(noisy_name, outcome), self._preview_failed)
         if self.session.run_job(job, "filter preview", on_done):

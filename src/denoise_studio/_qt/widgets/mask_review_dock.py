@@ -30,7 +30,7 @@ from .binding import ConfigBinding
 from .dock import StudioDock
 from .fields import FieldEditor
 from .mask_widgets import CorrelationMap, KernelGrid, colour_limit
-from .qt_utils import discard_widget
+from .qt_utils import Connections, discard_widget
 
 if TYPE_CHECKING:
     import napari
@@ -83,6 +83,7 @@ class MaskReviewDock(StudioDock):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
         super().__init__(napari_viewer, session)
         self.run: TrainingRun | None = None
+        self._run_links = Connections(self)
         self.extraction: MaskExtractionResult | None = None
         #: The mask as edited here: planes x K x K booleans.
         self.mask: np.ndarray | None = None
@@ -157,8 +158,9 @@ class MaskReviewDock(StudioDock):
     # -- following a run ---------------------------------------------------------------------------------------
     def _follow(self, run: TrainingRun) -> None:
         self.run = run
-        self._links.connect(run.review_requested, self.show_extraction)
-        self._links.connect(run.state_changed, self._on_run_state)
+        self._run_links.release()  # the previous run's connections go, so an ended run can be freed
+        self._run_links.connect(run.review_requested, self.show_extraction)
+        self._run_links.connect(run.state_changed, self._on_run_state)
 
     def _on_run_state(self, state: str, message: str) -> None:
         # Once the run has left the review (approved, skipped, stopped, failed) the grid is no longer editable.

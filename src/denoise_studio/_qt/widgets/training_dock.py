@@ -27,7 +27,7 @@ from ...engine.io import InputError
 from ..state.session import Session
 from ..workers.training_run import COMPLETE, FAILED, PENDING, REVIEW, STOPPED, TRAINING, TrainingRun
 from .dock import StudioDock
-from .qt_utils import discard_widget
+from .qt_utils import Connections, discard_widget
 
 if TYPE_CHECKING:
     import napari
@@ -187,6 +187,7 @@ class TrainingDock(StudioDock):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
         super().__init__(napari_viewer, session)
         self.run: TrainingRun | None = None
+        self._run_links = Connections(self)
 
         self.start_button = QPushButton("Start")
         self.start_button.setToolTip("Train on the chosen image with the current configuration.")
@@ -305,9 +306,11 @@ class TrainingDock(StudioDock):
         self.run = run
         self.notice.hide()
         self._build_phases()
-        self._links.connect(run.progress, self._on_progress)
-        self._links.connect(run.state_changed, self._show_state)
-        self._links.connect(run.phase_changed, self._on_phase)
+        # The previous run's connections go, so an ended run (its networks, its data) can be freed.
+        self._run_links.release()
+        self._run_links.connect(run.progress, self._on_progress)
+        self._run_links.connect(run.state_changed, self._show_state)
+        self._run_links.connect(run.phase_changed, self._on_phase)
 
     def stop(self) -> None:
         if self.run is not None and self.run.active:

@@ -188,8 +188,11 @@ class TrainingRun(QObject):
         extraction = self.engine.review_request.extraction
         self._phase("extraction", COMPLETE, extraction.summary())
         if self._auto_approve():
-            self.approve(None)
-            return
+            reason = self.approve(None)
+            if reason:  # the extracted mask cannot be used as it is: let the user review it
+                show_error(f"Auto-approve refused: {reason}")
+            else:
+                return
         # The review may take minutes: the stage-1 network waits on the CPU, not on the GPU.
         self.engine.pipeline.stage1.model.to("cpu")
         self._set_state(REVIEW, "review the extracted mask, then approve it or skip stage 2")
@@ -232,6 +235,7 @@ class TrainingRun(QObject):
         chosen = self.engine.review_request.extraction.mask if mask is None else mask
         try:
             approved = check_mask(chosen, self.mode)  # a few pixels: cheap enough for the GUI thread
+            self.engine.pipeline.stage2_config(approved)  # and stage 2 can train with it
         except ConfigError as err:
             return str(err)
         self._set_state(TRAINING, f"mask approved ({int(approved.sum())} px); training stage 2")

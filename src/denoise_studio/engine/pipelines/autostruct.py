@@ -167,15 +167,18 @@ class AutoStructPipeline:
     def approve(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Accept the extracted mask, or an edited one, for stage 2."""
         self._require(AutoStructState.AWAITING_REVIEW)
-        chosen = self.extraction.mask if mask is None else mask
-        self.approved_mask = check_mask(chosen, self.config.mode)
+        chosen = check_mask(self.extraction.mask if mask is None else mask, self.config.mode)
+        self.stage2_config(chosen)  # a mask stage 2 cannot train with is refused now, at the review
+        self.approved_mask = chosen
         self.message = f"mask approved ({int(self.approved_mask.sum())} px)"
         return self.approved_mask
 
     def use_mask(self, mask: np.ndarray) -> np.ndarray:
         """Skip stage 1 and extraction with a mask the user already has (structN2V with a given mask)."""
         self._require(AutoStructState.PENDING)
-        self.approved_mask = check_mask(mask, self.config.mode)
+        chosen = check_mask(mask, self.config.mode)
+        self.stage2_config(chosen)
+        self.approved_mask = chosen
         self.state = AutoStructState.AWAITING_REVIEW
         return self.approved_mask
 
@@ -188,7 +191,7 @@ class AutoStructPipeline:
         self.save()
 
     # -- stage 2 ---------------------------------------------------------------------------------
-    def stage2_config(self) -> DenoiseConfig:
+    def stage2_config(self, mask: np.ndarray | None = None) -> DenoiseConfig:
         """Stage 2's config: the approved mask, and a blind-spot percentage the kernel leaves room for.
 
         Every blind spot overwrites its whole kernel footprint (the centre plane's pixels) in the input;
@@ -196,19 +199,20 @@ class AutoStructPipeline:
         little real context. The percentage is lowered so that percent x kernel pixels stays within
         ``stage2_max_coverage`` (on synthetic scan-line noise 2 % beat 6.25 % by 0.9 dB with such a kernel).
         """
-        if self.approved_mask is None:
+        mask = self.approved_mask if mask is None else mask
+        if mask is None:
             raise PipelineStateError("approve a mask before stage 2")
-        percent = stage2_mask_percent(
-            self.config.stage2.masking.mask_percent, self.approved_mask, self.config.stage2_max_coverage
-        )
-        masking = self.config.stage2.masking.model_copy(
-            update={"struct_mask": self.approved_mask.tolist(), "mask_percent": percent}
-        )
-        return self.config.stage2.model_copy(update={"masking": masking})
+        percent = stage2_mask_percent(self.config.stage2.masking.mask_percent, mask, self.config.stage2_max_coverage)
+        data = self.config.stage2.to_dict()
+        data["masking"].update(struct_mask=np.asarray(mask, dtype=bool).tolist(), mask_percent=percent)
+        try:
+            return DenoiseConfig.from_dict(data)  # validated: e.g. a kernel that leaves no replacement pixel
+        except ConfigError as err:
+            raise err.prefixed("stage2") from None
 
     def run_stage2(self) -> TrainingResult:
         self._require(AutoStructState.AWAITING_REVIEW)
-        config = DenoiseConfig.from_dict(self.stage2_config().to_dict())
+        config = self.stage2_config()
         initial = None
         if self.config.stage2_init == "stage1" and self.stage1 is not None:
             initial = {k: v.detach().cpu() for k, v in self.stage1.model.state_dict().items()}
