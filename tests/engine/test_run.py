@@ -341,7 +341,8 @@ def test_overwrite_never_clears_a_folder_that_is_not_a_run(tmp_path, noisy, tiny
 
 
 def test_a_mask_stage2_cannot_use_is_refused_at_the_review(tmp_path, noisy, tiny_settings):
-    run = run_module.TrainingRun(ds.make_config("autostructn2v", overrides=tiny_settings), noisy, run_dir=tmp_path / "r")
+    config = ds.make_config("autostructn2v", overrides=tiny_settings)
+    run = run_module.TrainingRun(config, noisy, run_dir=tmp_path / "r")
     run.start()
     assert run.awaiting_review
     full = np.ones((1, 3, 3), dtype=bool)  # covers the whole radius-1 replacement neighbourhood of the Fast preset
