@@ -22,7 +22,6 @@ from denoise_studio.engine.data import Normalization
 from denoise_studio.engine.io import (
     InputError,
     LazyStack,
-    atomic_path,
     atomic_write,
     check_image,
     load_image,
@@ -116,9 +115,6 @@ def test_temporary_name_embeds_the_pid(tmp_path):
 
     atomic_write(tmp_path / "out.tif", write)
     assert re.fullmatch(rf"\.out\.tif\.{os.getpid()}\.[0-9a-f]+\.part", seen[0].name)
-    target, tmp = atomic_path(tmp_path / "model.pt")
-    assert target == tmp_path / "model.pt"
-    assert re.fullmatch(rf"\.model\.pt\.{os.getpid()}\.[0-9a-f]+\.part", tmp.name) and tmp.exists()
 
 
 def make_part(folder, name: str, age_s: float = 3600.0):
@@ -154,12 +150,6 @@ def test_leftovers_of_live_processes_and_other_targets_are_kept(tmp_path):
     finally:
         live.kill()
         live.wait()
-
-
-def test_atomic_path_also_removes_dead_leftovers(tmp_path):
-    make_part(tmp_path, f".model.pt.{dead_pid()}.beef.part")
-    _, tmp = atomic_path(tmp_path / "model.pt")
-    assert listing(tmp_path) == [tmp.name]
 
 
 # --- atomic_write: failures ------------------------------------------------------------------------------------

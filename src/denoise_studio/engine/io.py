@@ -314,15 +314,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return target
 
 
-def atomic_path(target: str | os.PathLike) -> tuple[Path, Path]:
-    """A temporary path in the target's folder, so that ``os.replace`` is atomic.
-
-    Prefer :func:`atomic_write`, which also removes the temporary file on errors and reports a full disk.
-    """
-    target = Path(target)
-    return target, _new_part(target)
-
-
 def write_tiff(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write a TIFF atomically: a crash or a full disk never leaves a half-written file at ``path``."""
     image = np.asarray(image)
