@@ -25,8 +25,10 @@ from .engine.config import (
     DenoiseConfig,
     MaskExtractorConfig,
     make_autostruct_config,
+    updated_extractor,
 )
 from .engine.config import make_config as _make_single_config
+from .engine.data import check_stack_for_mode
 from .engine.events import ProgressCallback, StopRequest
 from .engine.io import InputError, load_image
 from .engine.mask_extraction import MaskExtractionResult
@@ -119,11 +121,14 @@ def load_model(path: str | os.PathLike, weights: str | os.PathLike | None = None
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (through links too), or would once the second is written."""
     a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
-        return a.resolve() == b.resolve()
+        return False
 
 
 def predict_file(
@@ -144,7 +149,7 @@ def predict_file(
     ``output``: "denoised", "deconvolved" (DecoNoising) or "stage1" (autoStructN2V's first network).
     The input is never overwritten, ``overwrite`` or not; another existing file only with ``overwrite``.
     """
-    if same_file(source, target) or Path(source).resolve() == Path(target).resolve():
+    if same_file(source, target):
         raise InputError(f"{target} is the input image itself; choose another output file")
     if Path(target).exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; choose another output or allow overwriting it")
@@ -162,20 +167,8 @@ def extract_mask(
 ) -> MaskExtractionResult:
     """A structured-noise mask from the residual of ``model`` (any N2V model; autoStructN2V: its
     stage 1) on ``images``; extractor settings as a config or by keyword (``max_pixels=9``)."""
-    if extractor is None:
-        extractor = MaskExtractorConfig()
-    if fields:
-        from pydantic import ValidationError
-
-        from .engine.config import config_error
-
-        try:
-            extractor = MaskExtractorConfig.model_validate({**extractor.model_dump(), **fields})
-        except ValidationError as err:
-            raise config_error(err).prefixed("extractor") from None
+    extractor = updated_extractor(extractor or MaskExtractorConfig(), fields)
     arrays, names, _files = _as_images(images)
-    from .engine.data import check_stack_for_mode
-
     stacks = [check_stack_for_mode(a, model.mode, name=n) for a, n in zip(arrays, names, strict=True)]
     network = model.stage_networks.get(STAGE1, model.network)
     rho, pixels = residual_correlation(network, model.normalization, model.mode, stacks, device=device or model.device)

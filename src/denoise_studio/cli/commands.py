@@ -48,7 +48,7 @@ def _confirm_overwrite(path: Path, force: bool, is_dir: bool = False) -> bool:
 
 def _refuse_input_as_output(output: Path, inputs: list[str]) -> None:
     for source in inputs:
-        if api.same_file(source, output) or Path(source).resolve() == output.resolve():
+        if api.same_file(source, output):
             raise UsageError(f"{output} is an input of this command; choose another output (it is never overwritten)")
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
-from ..engine.config import MaskExtractorConfig, config_error
+from ..engine.config import MaskExtractorConfig, updated_extractor
 from ..engine.errors import ConfigError
 from ..engine.mask_extraction import MaskExtractionResult
 from ..engine.run import Approve, Decision, Regenerate, ReviewRequest, SkipStage2
@@ -23,16 +21,13 @@ def print_extraction(result: MaskExtractionResult) -> None:
 
 def parse_extractor(line: str, current: MaskExtractorConfig) -> MaskExtractorConfig:
     """``key=value`` pairs (space separated) over ``current``; unknown or bad values name the field."""
-    values = current.model_dump()
+    values = {}
     for item in line.split():
         key, sep, value = item.partition("=")
-        if not sep or key not in MaskExtractorConfig.model_fields:
-            raise ConfigError(f"extractor.{key}: unknown field (known: {', '.join(MaskExtractorConfig.model_fields)})")
+        if not sep:
+            raise ConfigError(f"extractor: expected key=value, got {item!r} (e.g. max_pixels=9)")
         values[key] = value
-    try:
-        return MaskExtractorConfig.model_validate(values)
-    except ValidationError as err:
-        raise config_error(err).prefixed("extractor") from None
+    return updated_extractor(current, values)
 
 
 def terminal_review(request: ReviewRequest) -> Decision:

@@ -572,6 +572,20 @@ class AutoStructConfig(_Strict):
             raise config_error(err) from None
 
 
+def updated_extractor(current: MaskExtractorConfig, values: dict[str, Any]) -> MaskExtractorConfig:
+    """``current`` with ``values`` applied (strings are parsed as on the command line); an unknown or
+    bad value raises a ConfigError naming ``extractor.<field>``."""
+    unknown = [key for key in values if key not in MaskExtractorConfig.model_fields]
+    if unknown:
+        known = ", ".join(MaskExtractorConfig.model_fields)
+        raise ConfigError(f"extractor.{unknown[0]}: unknown field (known: {known})")
+    data = current.model_dump() | {key: _parse_value(value) for key, value in values.items()}
+    try:
+        return MaskExtractorConfig.model_validate(data)
+    except ValidationError as err:
+        raise config_error(err).prefixed("extractor") from None
+
+
 #: autoStructN2V settings of the run itself (not of a stage or of the extractor).
 AUTOSTRUCT_TOP_FIELDS = ("auto_approve", "stage2_max_coverage", "stage2_init")
 

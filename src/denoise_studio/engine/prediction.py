@@ -21,7 +21,7 @@ from .events import PredictionEvent, ProgressCallback, StopRequest, emit
 from .io import LazyStack, check_image, write_tiff_stream
 from .registry import OUTPUTS
 from .training import autocast_context, memory_format, resolve_device, resolve_precision
-from .unet import UNet, prediction_radius
+from .unet import DeconvUNet, UNet, prediction_radius
 
 
 class PredictionStopped(RuntimeError):
@@ -63,7 +63,7 @@ class Predictor:
         for name in self.outputs:
             if name not in OUTPUTS:
                 raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {name!r}")
-            if name == "deconvolved" and not hasattr(model, "deconvolved"):
+            if name == "deconvolved" and not isinstance(model, DeconvUNet):
                 raise ValueError("a deconvolved output needs a DecoNoising model (deconv.psf_sigma)")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)

@@ -333,21 +333,15 @@ class TrainingRun:
             )
 
     # -- endings ------------------------------------------------------------------------------------
-    def _histories(self) -> dict[str, list[dict]]:
+    def _stage_results(self) -> dict[str, TrainingResult]:
         pipeline = self.pipeline
-        return {
-            stage: result.history
-            for stage, result in (("stage1", pipeline.stage1), ("stage2", pipeline.stage2))
-            if result is not None
-        }
+        return {stage: result for stage, result in (("stage1", pipeline.stage1), ("stage2", pipeline.stage2)) if result}
+
+    def _histories(self) -> dict[str, list[dict]]:
+        return {stage: result.history for stage, result in self._stage_results().items()}
 
     def _summaries(self) -> dict[str, dict]:
-        pipeline = self.pipeline
-        return {
-            stage: result.summary()
-            for stage, result in (("stage1", pipeline.stage1), ("stage2", pipeline.stage2))
-            if result is not None
-        }
+        return {stage: result.summary() for stage, result in self._stage_results().items()}
 
     def _record(self, config: DenoiseConfig, result: TrainingResult, stages: dict, **extra) -> TrainedModel:
         return TrainedModel(

@@ -153,9 +153,6 @@ class DeconvUNet(UNet):
         self.register_buffer("psf", (kernel / kernel.sum())[None, None], persistent=False)
         self.phantom: torch.Tensor | None = None
 
-    def deconvolved(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x)
-
     def blur(self, phantom: torch.Tensor) -> torch.Tensor:
         # Zero padding would darken the border; reflection keeps the blur local.
         padded = F.pad(phantom, (self.psf_radius,) * 4, mode="reflect")

@@ -66,14 +66,6 @@ def unique_layer_name(viewer: napari.Viewer, wanted: str) -> str:
     return f"{wanted} [{index}]"
 
 
-def user_message(error: Exception, name: str = "") -> str:
-    """An engine message without the leading ``name:`` and with a capital first letter."""
-    text = str(error)
-    if name and text.startswith(f"{name}: "):
-        text = text[len(name) + 2 :]
-    return text[:1].upper() + text[1:]
-
-
 def _timestamp() -> str:
     return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
