@@ -97,7 +97,12 @@ def write_short_stack(path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (lambda d, t: ["train", str(write_rgb(d / "rgb.tif")), "--out", str(d / "o1")], "RGB"),
+        (lambda d, t: ["train", str(write_rgb(d / "rgb.tif")), "--axes", "YXQ", "--out", str(d / "o1")],
+         "invalid axes 'YXQ' (unknown letter Q"),
+        (lambda d, t: ["train", str(write_rgb(d / "rgb.tif")), "--axes", "YX", "--out", str(d / "o1")],
+         "2 letters for an image of 3 dimensions"),
+        (lambda d, t: ["predict", "RUN", str(write_rgb(d / "rgb.tif")), "--out", str(d / "p.tif")],
+         "has 3 channels, but the model was trained on 1"),
         (lambda d, t: ["train", str(d / "missing.tif"), "--out", str(d / "o2")], "no such file"),
         (lambda d, t: ["train", str(t), "--out", str(d / "o3"), "--set", "bogus=1"], "bogus: unknown field"),
         (lambda d, t: ["train", str(t), "--out", str(d / "o4"), "--set", "epochs"], "expected key=value"),

@@ -30,9 +30,10 @@ from .engine.config import (
 from .engine.config import make_config as _make_single_config
 from .engine.data import check_stack_for_mode
 from .engine.events import ProgressCallback, StopRequest
-from .engine.io import InputError, load_image
+from .engine.io import InputError, read_image_meta, single_channel_stack
 from .engine.mask_extraction import MaskExtractionResult
 from .engine.model import STAGE1, TrainedModel
+from .engine.outputs import predict_file_to
 from .engine.persistence import load_model as _load_model
 from .engine.pipelines.autostruct import mask_from_correlation, residual_correlation
 from .engine.registry import METHODS
@@ -63,19 +64,33 @@ def make_config(
     return _make_single_config(method, mode, preset, values)
 
 
-def _as_images(images: ImageInput | Sequence[ImageInput]) -> tuple[list[np.ndarray], list[str], list[Path]]:
+AxesInput = str | Sequence[str | None] | None
+
+
+def _as_images(
+    images: ImageInput | Sequence[ImageInput], axes: AxesInput = None
+) -> tuple[list[np.ndarray], list[str], list[Path], list[str | None]]:
+    """Arrays, names, files and axes of the images: a file's axes are its own unless ``axes`` says
+    otherwise; an array's are ``axes`` (None: ``(Y, X)``/``(Z, Y, X)``)."""
     if isinstance(images, (np.ndarray, str, os.PathLike)):
         images = [images]
-    arrays, names, files = [], [], []
-    for index, image in enumerate(images):
+    images = list(images)
+    given = list(axes) if isinstance(axes, (list, tuple)) else [axes] * len(images)
+    if len(given) != len(images):
+        raise InputError(f"axes: {len(given)} axes strings for {len(images)} image(s)")
+    arrays, names, files, found = [], [], [], []
+    for index, (image, image_axes) in enumerate(zip(images, given, strict=True)):
         if isinstance(image, (str, os.PathLike)):
-            arrays.append(load_image(image))
+            array, meta = read_image_meta(image, image_axes)
+            arrays.append(array)
             names.append(str(image))
             files.append(Path(image))
+            found.append(meta.axes)
         else:
             arrays.append(np.asarray(image))
             names.append(f"image {index + 1}")
-    return arrays, names, files
+            found.append(image_axes)
+    return arrays, names, files, found
 
 
 def train(
@@ -91,8 +106,14 @@ def train(
     stop: StopRequest | None = None,
     input_files: Sequence[str | os.PathLike] = (),
     names: Sequence[str] | None = None,
+    axes: AxesInput = None,
 ) -> RunResult:
-    """Train on ``images`` (arrays ``(Y, X)``/``(Z, Y, X)`` or image files); blocks until the run ends.
+    """Train on ``images`` (arrays or image files); blocks until the run ends.
+
+    ``axes`` (one string for all images or one per image, letters of STCZYX such as "CZYX"): what
+    each dimension is; a file's own axes (OME-TIFF, ImageJ) are used when not given, an array without
+    axes is ``(Y, X)`` or ``(Z, Y, X)``. Several channels train independently (each its own
+    normalisation, one network) or jointly (``data.channels`` "joint"); S and T are independent samples.
 
     ``targets``: the paired images of Noise2Noise / CARE. ``run_dir``: where config.json, the weights
     and history.csv go (locked while the run writes; an existing run folder needs ``overwrite``).
@@ -103,14 +124,15 @@ def train(
     model, the history and the summary. ``input_files`` (the files arrays were read from) are never
     overwritten by the run; ``names`` label the images in messages.
     """
-    arrays, found_names, files = _as_images(images)
+    arrays, found_names, files, found_axes = _as_images(images, axes)
     target_arrays = None
     if targets is not None:
-        target_arrays, _target_names, target_files = _as_images(targets)
+        target_arrays, _target_names, target_files, _target_axes = _as_images(targets, found_axes)
         files += target_files
     return run_training(
         config, arrays, targets=target_arrays, run_dir=run_dir, overwrite=overwrite, review=review, mask=mask,
         callback=callback, stop=stop, input_files=[*files, *input_files], names=names or found_names,
+        axes=found_axes,
     )  # fmt: skip
 
 
@@ -137,6 +159,8 @@ def predict_file(
     target: str | os.PathLike,
     *,
     output: str = "denoised",
+    axes: str | None = None,
+    dtype: str = "float32",
     overwrite: bool = False,
     tile_size: int = 256,
     batch_size: int = 4,
@@ -144,17 +168,21 @@ def predict_file(
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
 ) -> Path:
-    """Denoise an image file plane by plane, streamed to ``target`` (bounded memory), atomically.
+    """Denoise an image file into ``target`` atomically, with the input's axes, pixel sizes and channel
+    names (OME-TIFF); a single-channel stack is streamed plane by plane (bounded memory).
 
     ``output``: "denoised", "deconvolved" (DecoNoising) or "stage1" (autoStructN2V's first network).
+    ``axes`` overrides the file's own; ``dtype`` "input" writes the input's type (rounded, clipped).
     The input is never overwritten, ``overwrite`` or not; another existing file only with ``overwrite``.
     """
     if same_file(source, target):
         raise InputError(f"{target} is the input image itself; choose another output file")
     if Path(target).exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; choose another output or allow overwriting it")
-    predictor = model.predictor(output, tile_size=tile_size, batch_size=batch_size, device=device)
-    return predictor.predict_file(source, target, callback=callback, stop=stop)
+    return predict_file_to(
+        model, source, target, output=output, axes=axes, dtype=dtype, tile_size=tile_size, batch_size=batch_size,
+        device=device, callback=callback, stop=stop,
+    )  # fmt: skip
 
 
 def extract_mask(
@@ -168,8 +196,11 @@ def extract_mask(
     """A structured-noise mask from the residual of ``model`` (any N2V model; autoStructN2V: its
     stage 1) on ``images``; extractor settings as a config or by keyword (``max_pixels=9``)."""
     extractor = updated_extractor(extractor or MaskExtractorConfig(), fields)
-    arrays, names, _files = _as_images(images)
-    stacks = [check_stack_for_mode(a, model.mode, name=n) for a, n in zip(arrays, names, strict=True)]
+    arrays, names, _files, found_axes = _as_images(images)
+    stacks = [
+        check_stack_for_mode(single_channel_stack(a, axes, n), model.mode, name=n)
+        for a, n, axes in zip(arrays, names, found_axes, strict=True)
+    ]
     network = model.stage_networks.get(STAGE1, model.network)
     rho, pixels = residual_correlation(network, model.normalization, model.mode, stacks, device=device or model.device)
     return mask_from_correlation(rho, pixels, extractor)

@@ -26,6 +26,7 @@ from denoise_studio.engine.io import (
     check_image,
     load_image,
     read_image,
+    read_image_meta,
     write_tiff,
     write_tiff_stream,
 )
@@ -305,7 +306,7 @@ def test_available_memory_has_a_fallback(tmp_path, monkeypatch):
 def multichannel_files(folder) -> dict:
     image = noise((3, 32, 40))
     files = {
-        "planar_rgb.tif": (3, "SYX"),
+        "planar_rgb.tif": (3, "CYX"),
         "ome_cyx.ome.tif": (3, "CYX"),
         "ome_two.ome.tif": (2, "CYX"),
         "imagej_cyx.tif": (3, "CYX"),
@@ -320,13 +321,14 @@ def multichannel_files(folder) -> dict:
     return files
 
 
-def test_multichannel_tiffs_are_refused(tmp_path):
+def test_multichannel_tiffs_are_read_as_channels_not_slices(tmp_path):
+    # A single-channel tool refuses them, naming the channels the file declares.
     for name, (channels, axes) in multichannel_files(tmp_path).items():
         with pytest.raises(InputError, match=rf"{re.escape(name)}: has {channels} channels \(axes {axes}") as raised:
             load_image(tmp_path / name)
         assert "split the channels and open one at a time" in str(raised.value)
-    with pytest.raises(InputError, match="an RGB image"):
-        load_image(tmp_path / "planar_rgb.tif")
+        image, meta = read_image_meta(tmp_path / name)
+        assert meta.axes == axes and image.shape[meta.axes.index("C")] == channels
 
 
 def test_lazy_stack_refuses_channels(tmp_path):

@@ -12,6 +12,7 @@ import torch
 from denoise_studio.engine.persistence import (
     CONFIG_FILE,
     FORMAT_VERSION,
+    SINGLE_CHANNEL_FORMAT_VERSION,
     WEIGHTS_FILE,
     ModelFileError,
     load_model,
@@ -55,7 +56,7 @@ def test_load_from_the_json_file_and_explicit_weights(saved, tmp_path):
 def test_config_json_records_the_run(saved):
     run_dir, config, _, norm = saved
     record = json.loads((run_dir / CONFIG_FILE).read_text())
-    assert record["format"] == "denoise-studio-model" and record["format_version"] == FORMAT_VERSION
+    assert record["format"] == "denoise-studio-model" and record["format_version"] == SINGLE_CHANNEL_FORMAT_VERSION
     assert (record["method"], record["mode"], record["in_channels"]) == ("n2v2", "2.5d", 3)
     assert record["normalization"] == {"offset": norm.offset, "scale": norm.scale, "kind": "meanstd"}
     assert record["config"] == config.to_dict()

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import api
+from ..engine.axes import layout_for
 from ..engine.compare import compare_results, format_table
 from ..engine.errors import ConfigError
 from ..engine.events import StopRequest
 from ..engine.figures import side_by_side, write_png
 from ..engine.filters import apply_filter_spec
-from ..engine.io import InputError, load_image, write_tiff
+from ..engine.io import InputError, load_image, read_image_meta, write_tiff
 from ..engine.outputs import predict_and_write
 from ..engine.persistence import save_mask
 from ..engine.registry import METHODS
@@ -70,9 +71,13 @@ def _train_overrides(args: argparse.Namespace, pipeline: bool) -> dict[str, obje
         if value is not None:
             overrides[flag] = value
     if pipeline:
+        if args.channels is not None:
+            raise UsageError("--channels does not apply to autostructn2v: it takes one channel at a time")
         if args.auto_approve:
             overrides["auto_approve"] = True
         return overrides
+    if args.channels is not None:
+        overrides["channels"] = args.channels
     paired = {"target_from": args.target_from, "psf_sigma": args.deconv_psf, "positivity": args.positivity}
     overrides.update({key: value for key, value in paired.items() if value is not None})
     if args.register:
@@ -98,15 +103,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("no terminal to review the mask on; pass --auto-approve, or --mask MASK.npy")
     out = Path(args.out)
     overwrite = _confirm_overwrite(out, args.force, is_dir=True)
-    images = [load_image(path) for path in args.input]
-    targets = [load_image(path) for path in args.target] if args.target else None
+    read = [read_image_meta(path, args.axes) for path in args.input]
+    images, metas = [image for image, _ in read], [meta for _, meta in read]
+    axes = [meta.axes for meta in metas]
+    # A target has its input's axes (the file's own, or --axes).
+    targets = [read_image_meta(path, a)[0] for path, a in zip(args.target, axes, strict=False)] if args.target else None
+    if targets is not None and len(targets) != len(images):
+        raise UsageError(f"{len(images)} input image(s) but {len(args.target)} --target image(s)")
     mask = _load_mask(args.mask) if args.mask else None
     stop, printer = StopRequest(), ProgressPrinter()
     with StopOnSignals(stop):
         run = api.train(
             images, config, targets=targets, run_dir=out, overwrite=overwrite, mask=mask,
             review=terminal_review, callback=printer, stop=stop, input_files=[*args.input, *(args.target or [])],
-            names=args.input,
+            names=args.input, axes=axes,
         )  # fmt: skip
     if info.pipeline and run.extraction is not None and (config.auto_approve or mask is not None):
         print_extraction(run.extraction)
@@ -120,10 +130,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     # A stopped training still denoises its input with the best model; Ctrl-C now stops that too.
     stop = StopRequest()
     with StopOnSignals(stop):
-        for index, (path, image) in enumerate(zip(args.input, images, strict=True)):
+        for index, (path, image, meta) in enumerate(zip(args.input, images, metas, strict=True)):
             stem = None if len(images) == 1 else f"{index + 1}_{Path(path).stem}"
-            plane = image[0] if image.shape[0] == 1 else image
-            prediction = predict_and_write(run.model, plane, out, source=path, stem=stem, callback=printer, stop=stop)
+            if meta.axes is not None:
+                meta = meta.for_layout(layout_for(image.shape, image.dtype, meta.axes, path))
+            prediction = predict_and_write(
+                run.model, image, out, axes=meta.axes, meta=meta, dtype=args.dtype, source=path, stem=stem,
+                callback=printer, stop=stop,
+            )  # fmt: skip
             for output, file in prediction.files.items():
                 print(f"{output}: {file}")
     return 0
@@ -195,8 +209,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     stop = StopRequest()
     with StopOnSignals(stop):
         target = api.predict_file(
-            model, args.input, out, output=args.output, overwrite=overwrite, tile_size=args.tile,
-            batch_size=args.batch, device=args.device, callback=ProgressPrinter(), stop=stop,
+            model, args.input, out, output=args.output, axes=args.axes, dtype=args.dtype, overwrite=overwrite,
+            tile_size=args.tile, batch_size=args.batch, device=args.device, callback=ProgressPrinter(), stop=stop,
         )  # fmt: skip
     print(f"{args.output}: {target}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import __version__
+from ..engine.io import OUTPUT_DTYPES
 from ..engine.registry import METHODS, MODES, OUTPUTS, PRESETS
 from .commands import cmd_compare, cmd_demo, cmd_filter, cmd_gui, cmd_mask, cmd_predict, cmd_train
 
@@ -15,6 +16,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+AXES_HELP = (
+    "what each dimension is, letters of STCZYX (samples, time, channels, depth, Y, X), e.g. CZYX; "
+    "default: the file's own axes (OME-TIFF, ImageJ), else YX or ZYX"
+)
+DTYPE_HELP = "type of the output: float32, or input (the input's type, rounded and clipped)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--positivity", type=float, help="DecoNoising: weight of the positivity penalty (default 1)")
     p.add_argument("--auto-approve", action="store_true", help="autostructn2v: approve the extracted mask unseen")
     p.add_argument("--mask", help="autostructn2v: use this mask (.npy) and train stage 2 (structN2V) only")
+    p.add_argument("--axes", help=AXES_HELP)
+    p.add_argument(
+        "--channels", choices=("independent", "joint"),
+        help="several channels: each its own normalisation, one shared network (independent, the default), "
+        "or all channels in and out together (joint)",
+    )  # fmt: skip
+    p.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32", help=DTYPE_HELP)
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.set_defaults(func=cmd_train)
 
@@ -68,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="denoised",
         help="DecoNoising models also give the deconvolved image; autoStructN2V runs their stage-1 network",
     )
+    p.add_argument("--axes", help=AXES_HELP)
+    p.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32", help=DTYPE_HELP)
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=cmd_predict)
 

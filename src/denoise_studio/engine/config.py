@@ -47,6 +47,14 @@ class DataConfig(_Strict):
     """How training patches are drawn from the images."""
 
     patch_size: int = Field(64, ge=16, le=512, description="Side of the square training patches (pixels).")
+    patch_size_z: int = Field(
+        16, ge=4, le=256, description="3D mode: depth of the training patches (slices); a multiple of the Z pooling."
+    )
+    channels: Literal["independent", "joint"] = Field(
+        "independent",
+        description="Several channels: independent (each its own normalisation, one network shared by all) "
+        "or joint (all channels in together, all channels out).",
+    )
     patches_per_image: int = Field(
         100, ge=1, le=100_000, description="Patches drawn from each image (or slice) per epoch."
     )
@@ -144,6 +152,11 @@ class ModelConfig(_Strict):
     residual: bool = Field(False, description="Predict a correction added to the input (residual U-Net).")
     skip_connections: bool = Field(
         True, description="Skip connections between encoder and decoder (an autoencoder has none)."
+    )
+    pool_z: bool = Field(
+        True,
+        description="3D mode: down-sample in Z too; turn off for anisotropic stacks with few, thick slices "
+        "(pooling and up-sampling then act in Y and X only).",
     )
 
 

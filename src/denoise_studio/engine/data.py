@@ -1,8 +1,14 @@
 """Training data: normalisation, the train/validation split, patch sampling, augmentation, 2.5D triplets.
 
-Images arrive as ``(Z, Y, X)`` stacks (a 2D image is Z=1). In 2D mode every slice is an
-independent training image with one input channel; in 2.5D mode the input has three channels,
-slices Z-1, Z and Z+1 (reflected at the stack ends), and the network predicts the centre slice.
+Images arrive as ``(C, Z, Y, X)`` arrays (one sample of the engine's ``(N, C, Z, Y, X)``; a
+single-channel ``(Z, Y, X)`` stack is C=1, a 2D image Z=1). In 2D mode every slice is an
+independent training image; in 2.5D mode each image channel gives three network channels, slices
+Z-1, Z and Z+1 (reflected at the stack ends), and the network predicts the centre slice.
+
+Channels are *independent* (each channel its own normalisation and its own patches, one network
+with one input group shared by all channels) or *joint* (all channels of a patch in together, all
+channels out); a network's input is laid out as one group of 1 (2D) or 3 (2.5D) channels per image
+channel.
 
 The validation set is a set of patch-sized blocks held out in *every* slice; training patches are
 drawn only where they do not touch a held-out block, so no validation pixel is ever trained on
@@ -17,7 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .config import MIN_SLICES_2P5D, DataConfig
-from .io import InputError, check_image, image_layout
+from .io import InputError, check_image, check_values, image_layout
 
 #: Validation patches are capped so that a validation pass stays cheap next to an epoch.
 MAX_VALIDATION_PATCHES = 64
@@ -79,8 +85,32 @@ def _stride(size: int, target: int = 4_000_000) -> int:
     return max(1, size // target)
 
 
+def fit_channel_normalizations(images: Sequence[np.ndarray], config: DataConfig) -> list[Normalization]:
+    """One normalisation per channel of ``(C, Z, Y, X)`` images, each fitted on that channel of every image."""
+    channels = images[0].shape[0]
+    return [Normalization.fit([image[c] for image in images], config) for c in range(channels)]
+
+
+def normalize_channels(image: np.ndarray, normalizations: Sequence[Normalization]) -> np.ndarray:
+    """``(C, ...)`` normalised channel by channel (float32)."""
+    return np.stack([norm.normalize(image[c]) for c, norm in enumerate(normalizations)])
+
+
 def input_channels(mode: str) -> int:
+    """Network input channels per image channel: 3 (slices Z-1, Z, Z+1) in 2.5D, else 1."""
     return 3 if mode == "2.5d" else 1
+
+
+def network_channels(mode: str, channels: int = 1, joint: bool = False) -> tuple[int, int]:
+    """(in, out) channels of the network for ``channels`` image channels."""
+    groups = channels if joint else 1
+    return input_channels(mode) * groups, groups
+
+
+def as_channel_stack(image: np.ndarray) -> np.ndarray:
+    """A ``(Z, Y, X)`` stack as ``(1, Z, Y, X)``; ``(C, Z, Y, X)`` as it is."""
+    image = np.asarray(image)
+    return image[np.newaxis] if image.ndim == 3 else image
 
 
 def check_stack_for_mode(stack: np.ndarray, mode: str, name: str = "image") -> np.ndarray:
@@ -98,6 +128,32 @@ def check_layout_for_mode(shape: tuple[int, ...], dtype, mode: str, name: str = 
             f"{'s' if zyx[0] != 1 else ''}, need {MIN_SLICES_2P5D}; use 2D mode"
         )
     return zyx
+
+
+def check_training_images(images: np.ndarray | Sequence[np.ndarray], config) -> list[np.ndarray]:
+    """Training images as checked ``(C, Z, Y, X)`` arrays: a 4D array is taken as ``(C, Z, Y, X)``
+    (the engine's layout of one sample), anything else as an image or stack without axes."""
+    if isinstance(images, np.ndarray):
+        images = [images]
+    checked = []
+    for index, image in enumerate(images):
+        name = f"image {index + 1}"
+        image = np.asarray(image)
+        if image.ndim == 4:
+            check_layout_for_mode((image.shape[1], *image.shape[2:]), image.dtype, config.mode, name)
+            check_values(image, name)
+            checked.append(image)
+        else:
+            checked.append(check_stack_for_mode(image, config.mode, name=name)[np.newaxis])
+    counts = sorted({image.shape[0] for image in checked})
+    if len(counts) > 1:
+        raise InputError(f"the training images have different numbers of channels ({', '.join(map(str, counts))})")
+    if counts[0] > 1 and config.psf_sigma is not None and config.data.channels != "joint":
+        raise InputError(
+            f"DecoNoising with {counts[0]} independent channels is not supported: each channel has its own zero "
+            "level; train the channels jointly (data.channels joint) or one channel at a time"
+        )
+    return checked
 
 
 #: A 2.5D model needs real neighbouring slices; with fewer it would see copies of the centre slice.
@@ -122,14 +178,22 @@ def triplet_indices(z: int, depth: int) -> tuple[int, int, int]:
 
 
 def plane_input(stack: np.ndarray, z: int, mode: str) -> np.ndarray:
-    """Network input for slice ``z``: (1, Y, X) in 2D, (3, Y, X) in 2.5D."""
+    """Network input for slice ``z`` of a ``(Z, Y, X)`` stack: (1, Y, X) in 2D, (3, Y, X) in 2.5D;
+    of a ``(C, Z, Y, X)`` image: the groups of every channel, (C, Y, X) or (3C, Y, X)."""
+    if stack.ndim == 4:
+        return np.concatenate([plane_input(channel, z, mode) for channel in stack])
     if mode == "2.5d":
         return np.stack([stack[i] for i in triplet_indices(z, stack.shape[0])])
     return stack[z][np.newaxis]
 
 
 class PatchSampler:
-    """Draws training patches outside held-out validation blocks, for every slice of every stack."""
+    """Draws training patches outside held-out validation blocks, for every slice of every stack.
+
+    ``stacks`` are ``(Z, Y, X)`` or ``(C, Z, Y, X)`` (normalised). With ``joint`` a patch holds every
+    channel; otherwise each channel is a training image of its own (same validation blocks as the
+    other channels of its image, so no validated place is trained on in another channel).
+    """
 
     def __init__(
         self,
@@ -139,18 +203,30 @@ class PatchSampler:
         rng: np.random.Generator,
         struct_kernel: np.ndarray | None = None,
         targets: Sequence[np.ndarray] | None = None,
+        joint: bool = False,
     ):
-        self.stacks = [np.asarray(s, dtype=np.float32) for s in stacks]
-        # Paired training: the target patch at the same place rides along as an extra last channel,
+        images = [as_channel_stack(np.asarray(s, dtype=np.float32)) for s in stacks]
+        target_images = (
+            None if targets is None else [as_channel_stack(np.asarray(t, dtype=np.float32)) for t in targets]
+        )
+        if joint:
+            self.stacks, self.targets, owners = images, target_images, list(range(len(images)))
+        else:
+            self.stacks = [image[c : c + 1] for image in images for c in range(image.shape[0])]
+            self.targets = (
+                None if target_images is None
+                else [target[c : c + 1] for target in target_images for c in range(target.shape[0])]
+            )  # fmt: skip
+            owners = [index for index, image in enumerate(images) for _ in range(image.shape[0])]
+        # Paired training: the target patch at the same place rides along as extra last channels,
         # so that it gets exactly the same augmentation as the input.
-        self.targets = None if targets is None else [np.asarray(t, dtype=np.float32) for t in targets]
         if self.targets is not None:
             if len(self.targets) != len(self.stacks):
                 raise InputError(f"{len(self.stacks)} input image(s) but {len(self.targets)} target(s)")
             for index, (stack, target) in enumerate(zip(self.stacks, self.targets, strict=True)):
                 if stack.shape != target.shape:
                     raise InputError(
-                        f"image {index + 1}: input {stack.shape} and target {target.shape} differ in shape"
+                        f"image {owners[index] + 1}: input {stack.shape} and target {target.shape} differ in shape"
                     )
         self.mode = mode
         self.config = config
@@ -158,7 +234,8 @@ class PatchSampler:
         # With a struct mask, only augmentations that leave the kernel unchanged keep the noise
         # structure the kernel describes.
         self.transforms = kernel_symmetries(struct_kernel, config.augment_rotate) if struct_kernel is not None else None
-        self._regions = [self._split(stack.shape[1:], rng) for stack in self.stacks]
+        splits = [self._split(image.shape[2:], rng) for image in images]
+        self._regions = [splits[owner] for owner in owners]
 
     # -- split -------------------------------------------------------------------------------
     def _split(self, shape: tuple[int, int], rng: np.random.Generator) -> tuple[list[tuple[int, int]], np.ndarray]:
@@ -196,17 +273,19 @@ class PatchSampler:
 
     # -- patches ----------------------------------------------------------------------------
     def _extract(self, stack_index: int, zs: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        stack = self.stacks[stack_index]
+        image = self.stacks[stack_index]
         offsets = np.arange(self.patch)
         rows = ys[:, None, None] + offsets[None, :, None]
         cols = xs[:, None, None] + offsets[None, None, :]
-        if self.mode == "2.5d":
-            planes = np.array([triplet_indices(int(z), stack.shape[0]) for z in zs])
-            channels = [stack[planes[:, c, None, None], rows, cols] for c in range(3)]
-        else:
-            channels = [stack[zs[:, None, None], rows, cols]]
+        channels = []
+        for stack in image:
+            if self.mode == "2.5d":
+                planes = np.array([triplet_indices(int(z), stack.shape[0]) for z in zs])
+                channels += [stack[planes[:, c, None, None], rows, cols] for c in range(3)]
+            else:
+                channels.append(stack[zs[:, None, None], rows, cols])
         if self.targets is not None:
-            channels.append(self.targets[stack_index][zs[:, None, None], rows, cols])
+            channels += [target[zs[:, None, None], rows, cols] for target in self.targets[stack_index]]
         return np.stack(channels, axis=1)
 
     def epoch(self, rng: np.random.Generator, batch_size: int) -> Iterator[np.ndarray]:
@@ -215,10 +294,11 @@ class PatchSampler:
         picks = []
         for index, stack in enumerate(self.stacks):
             _, allowed = self._regions[index]
-            n = self.config.patches_per_image * stack.shape[0]
-            zs = np.repeat(np.arange(stack.shape[0]), self.config.patches_per_image)
+            depth = stack.shape[1]
+            n = self.config.patches_per_image * depth
+            zs = np.repeat(np.arange(depth), self.config.patches_per_image)
             flat = allowed[rng.integers(0, allowed.size, size=n)]
-            width = stack.shape[2]
+            width = stack.shape[3]
             picks.append((np.full(n, index), zs, flat // width, flat % width))
         stack_ids, zs, ys, xs = (np.concatenate(parts) for parts in zip(*picks, strict=True))
         order = rng.permutation(stack_ids.size)
@@ -240,7 +320,7 @@ class PatchSampler:
             yield np.ascontiguousarray(batch)
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        total = sum(self.config.patches_per_image * s.shape[0] for s in self.stacks)
+        total = sum(self.config.patches_per_image * s.shape[1] for s in self.stacks)
         return -(-total // batch_size)
 
     def validation_patches(self, rng: np.random.Generator) -> np.ndarray:
@@ -248,7 +328,7 @@ class PatchSampler:
         items = [
             (index, z, y, x)
             for index, stack in enumerate(self.stacks)
-            for z in range(stack.shape[0])
+            for z in range(stack.shape[1])
             for (y, x) in self._regions[index][0]
         ]
         if len(items) > MAX_VALIDATION_PATCHES:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+class InputError(ValueError):
+    """The input image cannot be used; the message says why and what to do."""
+
+
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or out of range.
 

@@ -1,8 +1,9 @@
 """Reading and writing images, with axis and value checks that give clear messages.
 
-The engine works on ``YX`` images and ``ZYX`` (or ``TYX``) stacks of a single channel. Anything
-else (RGB, 4D, NaN/Inf, constant or tiny images) is refused with an :class:`InputError` that
-names the problem, before any training starts.
+Files are read with what they say of themselves (:class:`~.axes.ImageMeta`: axes, pixel sizes,
+channel names), and results are written as OME-TIFF carrying the same. An array without axes is
+read as ``YX`` or ``ZYX``; NaN/Inf, constant or tiny images are refused with an :class:`InputError`
+that names the problem, before any training starts.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-#: Smallest image side we accept: one training patch of the smallest size must fit.
-MIN_SIDE = 16
+from .axes import MIN_SIDE, ImageMeta, layout_for, parse_axes
+from .errors import InputError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIXES = (".png",)
@@ -47,10 +48,6 @@ _SHORT_WRITE_RE = re.compile(r"requested and \d+ (?:bytes )?written")
 _DISK_FULL_TEXTS = ("No space left", "ENOSPC", "file write failed")
 
 
-class InputError(ValueError):
-    """The input image cannot be used; the message says why and what to do."""
-
-
 def available_memory() -> int:
     """Bytes of memory available to a new allocation (MemAvailable, else free pages, else 8 GiB)."""
     try:
@@ -67,28 +64,114 @@ def available_memory() -> int:
     return value if value > 0 else FALLBACK_AVAILABLE_MEMORY
 
 
-def _check_tiff_series(path: Path, series) -> None:
-    """Refuse a TIFF series that holds several channels (they would be read as Z slices)."""
-    axes = str(getattr(series, "axes", "") or "")
-    shape = tuple(series.shape)
-    if len(axes) != len(shape):
-        return
+def _tiff_axes(path: Path, series) -> str | None:
+    """The engine's axes for a TIFF series (None: no axes the file vouches for; the reader guesses).
+
+    tifffile names a plain multi-page file's planes ``I`` or ``Q`` (unknown); OME-TIFF and ImageJ
+    hyperstacks name ``T``, ``C``, ``Z``. ``S`` is tifffile's colour sample axis: the channels of an
+    RGB file, except in a floating-point "RGB" file, which is a stack older tifffile wrote that way.
+    """
+    axes = str(getattr(series, "axes", "") or "").upper()
+    shape = tuple(int(n) for n in series.shape)
+    if len(axes) != len(shape) or not axes:
+        return None
     page = series.pages[0] if getattr(series, "pages", None) else None
     photometric = getattr(page, "photometric", None)
     is_rgb = photometric in (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
     # tifffile (before 2024) stored any 3- or 4-slice array as planar RGB unless told otherwise, so a
     # floating-point "RGB" file is such a stack: real colour images are 8- or 16-bit integers.
     planar_float_stack = is_rgb and axes.startswith("S") and np.dtype(series.dtype).kind == "f"
-    channels = math.prod(
-        size for axis, size in zip(axes, shape, strict=True) if axis == "C" or (axis == "S" and not planar_float_stack)
-    )
-    if channels <= 1:
-        return
-    rgb = ", an RGB image" if is_rgb else ""
-    raise InputError(
-        f"{path}: has {channels} channels (axes {axes}, shape {shape}{rgb}); the engine denoises one channel "
-        "at a time: split the channels and open one at a time"
-    )
+    unknown = [axis for axis in axes if axis not in "TCZYXSIQ"]
+    if any(size > 1 for axis, size in zip(axes, shape, strict=True) if axis in unknown):
+        named = ", ".join(f"{axis} ({size})" for axis, size in zip(axes, shape, strict=True) if axis in unknown)
+        raise InputError(
+            f"{path}: the file's axes {axes} include {named}, which the engine does not know; "
+            "give the axes (--axes, axes=) with letters from STCZYX"
+        )
+    sequences = [axis for axis in axes if axis in "IQ"]
+    if planar_float_stack and set(axes) <= set("SYX"):
+        return None  # read as slices, as before
+    mapped = []
+    for axis in axes:
+        if axis in unknown:
+            continue  # a singleton of an axis we do not use
+        if axis == "S":
+            mapped.append("C")
+        elif axis in "IQ":
+            if len(sequences) == 1 and set(axes) - set("IQ") <= set("YX"):
+                return None  # a plain stack of planes: the reader guesses ZYX as it always did
+            mapped.append("S")
+        else:
+            mapped.append(axis)
+    text = "".join(mapped)
+    if len(set(text)) != len(text):
+        raise InputError(f"{path}: cannot tell the file's axes apart ({axes}); give them (--axes, axes=)")
+    return text
+
+
+def _squeeze_unknown(series, array: np.ndarray) -> np.ndarray:
+    """Drop the singleton dimensions of axis letters the engine does not use (so the array matches its axes)."""
+    axes = str(getattr(series, "axes", "") or "").upper()
+    if len(axes) != array.ndim:
+        return array
+    drop = tuple(i for i, axis in enumerate(axes) if axis not in "TCZYXSIQ" and array.shape[i] == 1)
+    return array.squeeze(drop) if drop else array
+
+
+def _float(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _resolution_size(page, tag: str) -> float | None:
+    """Pixel size from a TIFF resolution tag (pixels per unit), as ImageJ stores it."""
+    try:
+        numerator, denominator = page.tags[tag].value
+    except (KeyError, TypeError, ValueError):
+        return None
+    return _float(denominator / numerator) if numerator else None
+
+
+def _tiff_meta(tif: tifffile.TiffFile, axes: str | None) -> ImageMeta:
+    scales: dict[str, float] = {}
+    units: dict[str, str] = {}
+    names: tuple[str, ...] = ()
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            image = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+            pixels = (image[0] if isinstance(image, list) else image)["Pixels"]
+        except (KeyError, IndexError, TypeError, ValueError):
+            pixels = {}
+        for axis in "XYZ":
+            size = _float(pixels.get(f"PhysicalSize{axis}"))
+            if size is not None:
+                scales[axis] = size
+                units[axis] = str(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+        increment = _float(pixels.get("TimeIncrement"))
+        if increment is not None:
+            scales["T"], units["T"] = increment, str(pixels.get("TimeIncrementUnit", "s"))
+        channels = pixels.get("Channel", [])
+        channels = channels if isinstance(channels, list) else [channels]
+        found = [str(c.get("Name", "")) for c in channels if isinstance(c, dict)]
+        names = tuple(found) if any(found) else ()
+    elif tif.is_imagej and tif.imagej_metadata is not None:
+        info = tif.imagej_metadata
+        page = tif.pages[0]
+        unit = str(info.get("unit", "") or "pixel").replace("\\u00B5", "µ").replace("micron", "µm")
+        for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
+            size = _resolution_size(page, tag)
+            if size is not None and size != 1.0:
+                scales[axis], units[axis] = size, unit
+        spacing = _float(info.get("spacing"))
+        if spacing is not None:
+            scales["Z"], units["Z"] = spacing, unit
+        interval = _float(info.get("finterval"))
+        if interval is not None:
+            scales["T"], units["T"] = interval, "s"
+    return ImageMeta(axes=axes, scales=scales, units=units, channel_names=names)
 
 
 def _check_tiff_memory(path: Path, series) -> None:
@@ -103,19 +186,21 @@ def _check_tiff_memory(path: Path, series) -> None:
         )
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _read_tiff(path: Path) -> tuple[np.ndarray, ImageMeta]:
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        _check_tiff_series(path, series)
+        axes = _tiff_axes(path, series)
         _check_tiff_memory(path, series)
-        return tif.asarray()
+        return _squeeze_unknown(series, tif.asarray()), _tiff_meta(tif, axes)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a TIFF/OME-TIFF or PNG file into a numpy array (no conversion of values).
+def read_image_meta(path: str | os.PathLike, axes: str | None = None) -> tuple[np.ndarray, ImageMeta]:
+    """Read a TIFF/OME-TIFF or PNG file into a numpy array (no conversion of values) with what the
+    file says of its axes, pixel sizes and channel names.
 
-    A TIFF is inspected before any pixel is decoded: several channels (axes ``C`` or ``S``) or a size
-    beyond half the available memory raise :class:`InputError`.
+    ``axes`` (e.g. "CZYX") overrides the file's own; it must have one letter per dimension. A TIFF is
+    inspected before any pixel is decoded: a size beyond half the available memory raises
+    :class:`InputError`.
     """
     path = Path(path)
     if not path.exists():
@@ -125,11 +210,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix in TIFF_SUFFIXES:
-            image = _read_tiff(path)
+            image, meta = _read_tiff(path)
         elif suffix in PNG_SUFFIXES:
             import imageio.v3 as iio
 
-            image = np.asarray(iio.imread(path))
+            image, meta = np.asarray(iio.imread(path)), ImageMeta()
         else:
             raise InputError(f"{path}: unsupported file type {suffix!r}; use TIFF (.tif, .tiff) or PNG")
     except InputError:
@@ -138,61 +223,41 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{path}: too large to load into memory; crop it or split it into smaller files") from None
     except Exception as err:  # corrupt or truncated files raise many different errors
         raise InputError(f"{path}: cannot be read as an image ({type(err).__name__}: {err})") from None
-    return image
+    if axes is not None:
+        meta = ImageMeta(
+            axes=parse_axes(axes, image.ndim, name=f"{path}: axes"),
+            scales=meta.scales, units=meta.units, translation=meta.translation, channel_names=meta.channel_names,
+        )  # fmt: skip
+    return image, meta
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """The pixels of an image file (see :func:`read_image_meta`)."""
+    return read_image_meta(path)[0]
 
 
 def image_layout(shape: tuple[int, ...], dtype, name: str = "image") -> tuple[int, int, int]:
-    """The ``(Z, Y, X)`` shape an image of ``shape`` and ``dtype`` is read as, without looking at a pixel.
+    """The ``(Z, Y, X)`` shape an image without axes of ``shape`` and ``dtype`` is read as, without
+    looking at a pixel.
 
     Raises :class:`InputError` for RGB, channels, 4D+, complex, boolean, empty or tiny input. Cheap
     enough for a GUI thread on every edit; :func:`check_image` adds the checks that read the values.
     """
-    dtype = np.dtype(dtype)
-    if dtype.kind == "c":
-        raise InputError(f"{name}: complex values are not supported")
-    if dtype.kind == "b":
-        raise InputError(f"{name}: a boolean mask is not an image")
-    if dtype.kind not in "uif":
-        raise InputError(f"{name}: unsupported data type {dtype}")
-    shape = tuple(int(n) for n in shape)
-    if math.prod(shape) == 0:
-        raise InputError(f"{name}: the image is empty (shape {shape})")
-    # Singleton axes carry no pixels: (Y, X, 1) and (1, 1, Y, X) are 2D images.
-    squeezed = tuple(n for n in shape if n != 1) if len(shape) >= 3 else shape
-    if len(squeezed) == 3 and squeezed[-1] in (3, 4) and squeezed[0] > 4:
-        raise InputError(f"{name}: looks like an RGB(A) image (shape {shape}); convert it to a single channel first")
-    if len(squeezed) == 3 and squeezed[-1] < MIN_SIDE and min(squeezed[:2]) >= MIN_SIDE:
-        raise InputError(
-            f"{name}: looks like a {squeezed[-1]}-channel image (channels last, shape {shape}); "
-            "the engine denoises one channel at a time: split the channels and open one at a time"
-        )
-    if len(squeezed) < 2 or len(squeezed) > 3:
-        raise InputError(
-            f"{name}: expected a 2D image (YX) or a stack (ZYX or TYX), got {len(shape)} dimensions "
-            f"(shape {shape}); split channels or time points first"
-        )
-    zyx = (1, *squeezed) if len(squeezed) == 2 else squeezed
-    if min(zyx[1:]) < MIN_SIDE:
-        raise InputError(f"{name}: too small ({zyx[-2]}x{zyx[-1]} pixels); need at least {MIN_SIDE}x{MIN_SIDE}")
-    return zyx
+    layout = layout_for(shape, dtype, None, name)
+    return layout.canonical_shape[2:]
 
 
-def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Validate an image or stack and return it as ``(Z, Y, X)`` (a 2D image becomes Z=1).
-
-    Raises :class:`InputError` for RGB, 4D+, complex, boolean, NaN/Inf, empty, constant or tiny input.
-    """
-    image = np.asarray(image)
-    stack = image.reshape(image_layout(image.shape, image.dtype, name))
-    if stack.dtype.kind == "f":
-        finite = np.isfinite(stack)
+def check_values(image: np.ndarray, name: str = "image") -> None:
+    """Refuse NaN/Inf, a constant image and a value range that overflows float32 (reads every pixel)."""
+    if image.dtype.kind == "f":
+        finite = np.isfinite(image)
         if not finite.all():
-            bad = int(stack.size - np.count_nonzero(finite))
+            bad = int(image.size - np.count_nonzero(finite))
             raise InputError(f"{name}: contains {bad} NaN or Inf values; replace or crop them first")
-    low, high = stack.min(), stack.max()
+    low, high = image.min(), image.max()
     if low == high:
-        raise InputError(f"{name}: the image is constant (all pixels {stack.flat[0]}); there is nothing to denoise")
-    if stack.dtype.kind == "f":
+        raise InputError(f"{name}: the image is constant (all pixels {image.flat[0]}); there is nothing to denoise")
+    if image.dtype.kind == "f":
         # The engine computes in float32: the value range must stay finite there.
         with np.errstate(over="ignore", invalid="ignore"):
             span = np.float32(high) - np.float32(low)
@@ -201,12 +266,40 @@ def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
                 f"{name}: values too large (from {low:.3g} to {high:.3g}); their range overflows 32-bit floats; "
                 "rescale the image to a smaller range first"
             )
+
+
+def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Validate an image or stack without axes and return it as ``(Z, Y, X)`` (a 2D image becomes Z=1).
+
+    Raises :class:`InputError` for RGB, 4D+, complex, boolean, NaN/Inf, empty, constant or tiny input.
+    """
+    image = np.asarray(image)
+    stack = image.reshape(image_layout(image.shape, image.dtype, name))
+    check_values(stack, name)
     return stack
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read and validate an image file, returned as ``(Z, Y, X)``."""
-    return check_image(read_image(path), name=str(path))
+def single_channel_stack(image: np.ndarray, axes: str | None, name: str = "image") -> np.ndarray:
+    """An image of known (or guessed) axes as one ``(Z, Y, X)`` stack, for the tools that take a single
+    channel (filters, comparisons, mask extraction); several channels, or time and depth together, are refused."""
+    layout = layout_for(np.shape(image), np.asarray(image).dtype, axes, name)
+    if layout.channels > 1:
+        raise InputError(
+            f"{name}: has {layout.channels} channels ({layout.describe()}); this takes one channel at a time: "
+            "split the channels and open one at a time"
+        )
+    if layout.samples > 1 and layout.depth > 1:
+        raise InputError(f"{name}: has both time points (or samples) and slices ({layout.describe()}); "
+                         "this takes one stack at a time")
+    stack = layout.to_canonical(np.asarray(image)).reshape(-1, layout.size("Y"), layout.size("X"))
+    check_values(stack, name)
+    return stack
+
+
+def load_image(path: str | os.PathLike, axes: str | None = None) -> np.ndarray:
+    """Read and validate a single-channel image file, returned as ``(Z, Y, X)``."""
+    image, meta = read_image_meta(path, axes)
+    return single_channel_stack(image, meta.axes, name=str(path))
 
 
 def _current_umask() -> int:
@@ -321,17 +414,105 @@ def write_tiff(path: str | os.PathLike, image: np.ndarray) -> Path:
     return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, image, photometric="minisblack"))
 
 
-def write_tiff_stream(
-    path: str | os.PathLike, planes: Iterable[np.ndarray], shape: tuple[int, ...], dtype: np.dtype
-) -> Path:
-    """Stream planes to a TIFF stack on disk (bounded memory), atomically."""
+#: What ``dtype="input"`` means for an output: the input's own type, values rounded and clipped to it.
+OUTPUT_DTYPES = ("float32", "input")
+
+
+def output_array(image: np.ndarray, dtype: str | np.dtype = "float32", input_dtype=None) -> np.ndarray:
+    """A float result in the type asked for: ``float32``, or ``input`` (the input's type: integers are
+    rounded and clipped to their range, so a uint16 input gives a uint16 output)."""
+    if isinstance(dtype, str) and dtype not in OUTPUT_DTYPES:
+        raise InputError(f"dtype: must be one of {', '.join(OUTPUT_DTYPES)}, got {dtype!r}")
+    target = np.dtype(np.float32) if dtype == "float32" else np.dtype(input_dtype if dtype == "input" else dtype)
+    if target.kind in "ui":
+        info = np.iinfo(target)
+        return np.clip(np.rint(image), info.min, info.max).astype(target)
+    return np.asarray(image, dtype=target)
+
+
+def _ome_metadata(axes: str, meta: ImageMeta | None) -> dict:
+    """tifffile's OME metadata for an array of ``axes``: our sample axis S is written as OME's T (or Q
+    beside a T), since OME's S means colour samples."""
+    written = axes.replace("S", "Q" if "T" in axes else "T")
+    metadata: dict = {"axes": written}
+    if meta is None:
+        return metadata
+    for axis in "XYZ":
+        if axis in meta.scales and axis in axes:
+            metadata[f"PhysicalSize{axis}"] = float(meta.scales[axis])
+            metadata[f"PhysicalSize{axis}Unit"] = meta.units.get(axis, "µm")
+    if "T" in meta.scales and "T" in axes:
+        metadata["TimeIncrement"] = float(meta.scales["T"])
+        metadata["TimeIncrementUnit"] = meta.units.get("T", "s")
+    if meta.channel_names and "C" in axes:
+        metadata["Channel"] = {"Name": list(meta.channel_names)}
+    return metadata
+
+
+def write_ome_tiff(path: str | os.PathLike, image: np.ndarray, axes: str, meta: ImageMeta | None = None) -> Path:
+    """Write an OME-TIFF of ``axes`` (tifffile's OME writer) with the physical pixel sizes and channel
+    names of ``meta``, atomically; big data as BigTIFF."""
+    image = np.asarray(image)
+    axes = parse_axes(axes, image.ndim)
+    metadata = _ome_metadata(axes, meta)
+    big = image.nbytes > 2**31
 
     def write(tmp: Path) -> None:
-        with tifffile.TiffWriter(tmp, bigtiff=int(np.prod(shape)) * np.dtype(dtype).itemsize > 2**31) as tif:
-            for plane in planes:
-                tif.write(np.asarray(plane, dtype=dtype), contiguous=True)
+        tifffile.imwrite(tmp, image, ome=True, photometric="minisblack", metadata=metadata, bigtiff=big)
 
     return atomic_write(path, write)
+
+
+def write_tiff_stream(
+    path: str | os.PathLike,
+    planes: Iterable[np.ndarray],
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    axes: str | None = None,
+    meta: ImageMeta | None = None,
+) -> Path:
+    """Stream ``(Y, X)`` planes (in C order of ``shape``) to a TIFF on disk (bounded memory), atomically;
+    with ``axes``, an OME-TIFF carrying them and the pixel sizes and channel names of ``meta``."""
+    dtype = np.dtype(dtype)
+    big = int(np.prod(shape)) * dtype.itemsize > 2**31
+
+    def write(tmp: Path) -> None:
+        with tifffile.TiffWriter(tmp, bigtiff=big, ome=axes is not None) as tif:
+            if axes is None:
+                for plane in planes:
+                    tif.write(np.asarray(plane, dtype=dtype), contiguous=True)
+                return
+            # tifffile takes the pages from an iterator when it is told the whole shape up front.
+            pages = (np.asarray(plane, dtype=dtype) for plane in planes)
+            tif.write(pages, shape=shape, dtype=dtype, photometric="minisblack",
+                      metadata=_ome_metadata(parse_axes(axes, len(shape)), meta))
+
+    return atomic_write(path, write)
+
+
+def peek_image(path: str | os.PathLike, axes: str | None = None) -> tuple[tuple[int, ...], np.dtype, ImageMeta]:
+    """Shape, type and metadata of an image file, reading no pixel of a TIFF (a PNG is small and read)."""
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES and path.is_file():
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape, dtype = tuple(int(n) for n in series.shape), np.dtype(series.dtype)
+                meta = _tiff_meta(tif, _tiff_axes(path, series))
+                unknown = [a for a in str(series.axes).upper() if a not in "TCZYXSIQ"]
+                if unknown:  # the reader drops such singleton dimensions
+                    shape = tuple(n for a, n in zip(str(series.axes).upper(), shape, strict=True) if a not in unknown)
+        except InputError:
+            raise
+        except Exception as err:
+            raise InputError(f"{path}: cannot be read as an image ({type(err).__name__}: {err})") from None
+    else:
+        image, meta = read_image_meta(path)
+        shape, dtype = image.shape, image.dtype
+    if axes is not None:
+        meta = ImageMeta(parse_axes(axes, len(shape), name=f"{path}: axes"), meta.scales, meta.units,
+                         meta.translation, meta.channel_names)
+    return shape, dtype, meta
 
 
 class LazyStack:
@@ -350,13 +531,22 @@ class LazyStack:
             try:
                 tif = tifffile.TiffFile(self.path)
                 series = tif.series[0]
-                _check_tiff_series(self.path, series)  # channels must not be read as planes
+                axes = _tiff_axes(self.path, series)
+                if axes is not None:
+                    layout = layout_for(series.shape, series.dtype, axes, str(self.path))
+                    if layout.channels > 1:  # channels must not be read as planes
+                        raise InputError(
+                            f"{self.path}: has {layout.channels} channels ({layout.describe()}); "
+                            "streamed prediction takes one channel at a time"
+                        )
                 pages = len(series.pages) if hasattr(series, "pages") else 0
-                if series.ndim == 3 and pages == series.shape[0] and series.shape[-1] not in (3, 4):
+                plain = axes is None or axes in ("ZYX", "TYX", "SYX")
+                if plain and series.ndim == 3 and pages == series.shape[0] and series.shape[-1] not in (3, 4):
                     self._tif = tif
                     self._series = series
                     self.shape = tuple(series.shape)
                     self.dtype = np.dtype(series.dtype)
+                    self.meta = _tiff_meta(tif, axes)
                 else:
                     tif.close()
             except InputError:
@@ -367,9 +557,11 @@ class LazyStack:
                     tif.close()
                 self._tif = None
         if self._tif is None:
-            self._array = load_image(self.path)
+            image, meta = read_image_meta(self.path)
+            self._array = single_channel_stack(image, meta.axes, name=str(self.path))
             self.shape = self._array.shape
             self.dtype = self._array.dtype
+            self.meta = ImageMeta()  # the planes are a stack now, whatever the file's axes were
         elif min(self.shape[1:]) < MIN_SIDE:
             raise InputError(f"{self.path}: too small ({self.shape[1]}x{self.shape[2]} pixels)")
 

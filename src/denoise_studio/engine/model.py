@@ -45,6 +45,11 @@ class TrainedModel:
     summary: dict = field(default_factory=dict)
     #: Read from a run folder rather than trained in this process.
     imported: bool = False
+    #: One normalisation per image channel the model was trained on (empty: one channel, ``normalization``).
+    channel_normalizations: list[Normalization] = field(default_factory=list)
+    target_channel_normalizations: list[Normalization] | None = None
+    #: The axes of the images it was trained on (for the model card; prediction takes any axes).
+    input_axes: str = ""
 
     # -- what it is ------------------------------------------------------------------------------
     @property
@@ -54,6 +59,26 @@ class TrainedModel:
     @property
     def output_normalization(self) -> Normalization:
         return self.target_normalization or self.normalization
+
+    @property
+    def normalizations(self) -> list[Normalization]:
+        return list(self.channel_normalizations) or [self.normalization]
+
+    @property
+    def output_normalizations(self) -> list[Normalization]:
+        if self.target_channel_normalizations:
+            return list(self.target_channel_normalizations)
+        return [self.target_normalization] if self.target_normalization is not None else self.normalizations
+
+    @property
+    def channels(self) -> int:
+        """Image channels the model takes (and gives back)."""
+        return len(self.normalizations)
+
+    @property
+    def joint(self) -> bool:
+        """The channels go through the network together (else each on its own, the same network)."""
+        return self.channels > 1 and self.config.data.channels == "joint"
 
     @property
     def deconvolving(self) -> bool:
@@ -127,8 +152,8 @@ class TrainedModel:
                 f"(it gives: {', '.join(self.outputs)}); 'deconvolved' needs a DecoNoising model"
             )
         return Predictor(
-            self.network, self.normalization, self.mode, tile_size=tile_size, batch_size=batch_size,
-            device=device, output_normalization=self.output_normalization, outputs=wanted,
+            self.network, self.normalizations, self.mode, tile_size=tile_size, batch_size=batch_size,
+            device=device, output_normalization=self.output_normalizations, outputs=wanted, joint=self.joint,
         )  # fmt: skip
 
     def predict(
@@ -136,14 +161,16 @@ class TrainedModel:
         image: np.ndarray,
         output: str = "denoised",
         *,
+        axes: str | None = None,
         callback: ProgressCallback | None = None,
         stop: StopRequest | None = None,
         tile_size: int = 256,
         batch_size: int = 4,
     ) -> np.ndarray:
-        """Denoise a ``(Y, X)`` image or ``(Z, Y, X)`` stack; returns float32 of the same shape."""
+        """Denoise an image of ``axes`` (e.g. "CZYX"; None: a ``(Y, X)`` image or ``(Z, Y, X)`` stack);
+        returns float32 of the same shape."""
         return self.predict_outputs(
-            image, (output,), callback=callback, stop=stop, tile_size=tile_size, batch_size=batch_size
+            image, (output,), axes=axes, callback=callback, stop=stop, tile_size=tile_size, batch_size=batch_size
         )[output]
 
     def predict_outputs(
@@ -151,6 +178,7 @@ class TrainedModel:
         image: np.ndarray,
         outputs: Sequence[str] | None = None,
         *,
+        axes: str | None = None,
         callback: ProgressCallback | None = None,
         stop: StopRequest | None = None,
         tile_size: int = 256,
@@ -162,10 +190,10 @@ class TrainedModel:
         network_outputs = tuple(name for name in outputs if name != STAGE1)
         if network_outputs:
             predictor = self.predictor(network_outputs, tile_size=tile_size, batch_size=batch_size)
-            results.update(predictor.predict_all(image, callback=callback, stop=stop))
+            results.update(predictor.predict_all(image, axes=axes, callback=callback, stop=stop))
         if STAGE1 in outputs:
             predictor = self.predictor(STAGE1, tile_size=tile_size, batch_size=batch_size)
-            results[STAGE1] = predictor.predict(image, callback=callback, stop=stop)
+            results[STAGE1] = predictor.predict(image, axes=axes, callback=callback, stop=stop)
         for name, array in results.items():
             check_finite_output(array, name)
         return {name: results[name] for name in outputs}
@@ -173,9 +201,11 @@ class TrainedModel:
     # -- the model card --------------------------------------------------------------------------
     def summary_lines(self) -> list[tuple[str, str]]:
         """(label, value) rows for a model card."""
+        channels = [("Channels", f"{self.channels}, {'joint' if self.joint else 'independent'}")]
         rows = [
             ("Method", method_label(self.method)),
             ("Mode", mode_label(self.mode)),
+            *(channels if self.channels > 1 else []),
             ("Trained", readable_time(self.created) or "unknown"),
             ("Best val loss", _format_loss(self.best_val_loss)),
         ]

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .axes import ImageMeta, layout_for
 from .events import ProgressCallback, StopRequest
-from .io import write_tiff
+from .io import output_array, peek_image, read_image_meta, write_ome_tiff, write_tiff
 from .model import STAGE1, TrainedModel
+from .prediction import check_finite_output
 
 #: File tag of each output.
 OUTPUT_TAGS = {"denoised": "denoised", "deconvolved": "deconvolved", STAGE1: "stage1_denoised"}
@@ -56,11 +58,25 @@ def wanted_outputs(model: TrainedModel, with_stage1: bool = False) -> tuple[str,
     return (*model.outputs, *extra)
 
 
+def write_result(
+    path: Path, array: np.ndarray, axes: str | None, meta: ImageMeta | None, dtype: str = "float32", input_dtype=None
+) -> Path:
+    """One result file: an OME-TIFF with the input's axes, pixel sizes and channel names when its axes
+    are known, else a plain TIFF; ``dtype`` "input" gives the input's type (rounded, clipped)."""
+    array = output_array(array, dtype, input_dtype)
+    if axes is None:
+        return write_tiff(path, array)
+    return write_ome_tiff(path, array, axes, meta)
+
+
 def predict_and_write(
     model: TrainedModel,
     image: np.ndarray,
     folder: str | Path | None,
     *,
+    axes: str | None = None,
+    meta: ImageMeta | None = None,
+    dtype: str = "float32",
     source: str = "image",
     stem: str | None = None,
     with_stage1: bool = False,
@@ -68,15 +84,59 @@ def predict_and_write(
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
 ) -> Prediction:
-    """Every output of ``model`` on ``image`` (one forward pass per tile for all the network's outputs),
-    each written as a TIFF into ``folder`` when one is given. Stopping writes nothing."""
-    arrays = model.predict_outputs(image, wanted_outputs(model, with_stage1), callback=callback, stop=stop)
+    """Every output of ``model`` on ``image`` of ``axes`` (one forward pass per tile for all the network's
+    outputs), each written into ``folder`` when one is given, with ``meta``'s pixel sizes and channel
+    names. Stopping writes nothing."""
+    arrays = model.predict_outputs(image, wanted_outputs(model, with_stage1), axes=axes, callback=callback, stop=stop)
     result = Prediction(source, arrays)
     if folder is not None:
         folder = Path(folder)
         for name, array in arrays.items():
-            result.files[name] = write_tiff(output_path(folder, name, stem, unique), array)
+            path = output_path(folder, name, stem, unique)
+            result.files[name] = write_result(path, array, axes, meta, dtype, np.asarray(image).dtype)
     return result
+
+
+def _streamable(model: TrainedModel, path: Path, axes: str | None) -> bool:
+    """Whether the file can be predicted plane by plane from disk: a single-channel TIFF stack whose
+    pages are its planes (anything else is read whole)."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return False
+    shape, dtype, meta = peek_image(path, axes)
+    if axes is not None:
+        return False  # the user's axes may regroup the planes; read whole and rearrange
+    layout = layout_for(shape, dtype, meta.axes, str(path))
+    return layout.channels == 1 and len(shape) == 3 and (meta.axes is None or meta.axes in ("ZYX", "TYX"))
+
+
+def predict_file_to(
+    model: TrainedModel,
+    source: str | Path,
+    target: str | Path,
+    *,
+    output: str = "denoised",
+    axes: str | None = None,
+    dtype: str = "float32",
+    tile_size: int = 256,
+    batch_size: int = 4,
+    device: str | None = None,
+    callback: ProgressCallback | None = None,
+    stop: StopRequest | None = None,
+) -> Path:
+    """One output of ``model`` on an image file, written atomically to ``target`` with the source's
+    axes, pixel sizes and channel names: a single-channel stack is streamed plane by plane (bounded
+    memory), anything else (channels, time and depth, user axes) is read whole."""
+    source, target = Path(source), Path(target)
+    predictor = model.predictor(output, tile_size=tile_size, batch_size=batch_size, device=device)
+    if _streamable(model, source, axes):
+        return predictor.predict_file(source, target, dtype=dtype, callback=callback, stop=stop)
+    image, meta = read_image_meta(source, axes)
+    # A stage-1 predictor names its one output "denoised": take the first, whatever it is called.
+    array = predictor.predict_all(image, axes=meta.axes, callback=callback, stop=stop)[predictor.outputs[0]]
+    check_finite_output(array, output)
+    if meta.axes is not None:
+        meta = meta.for_layout(layout_for(image.shape, image.dtype, meta.axes, str(source)))
+    return write_result(target, array, meta.axes, meta, dtype, image.dtype)
 
 
 def predict_file_outputs(
@@ -85,14 +145,18 @@ def predict_file_outputs(
     folder: str | Path,
     *,
     with_stage1: bool = False,
+    axes: str | None = None,
+    dtype: str = "float32",
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
 ) -> Prediction:
-    """Every output of ``model`` on an image file, streamed plane by plane to new files in ``folder``
-    (bounded memory: each output is its own pass over the file)."""
+    """Every output of ``model`` on an image file, each to a new file in ``folder`` (see
+    :func:`predict_file_to`; each output is its own pass over the file)."""
     path, folder = Path(path), Path(folder)
     result = Prediction(path.stem)
     for which in wanted_outputs(model, with_stage1):
         target = output_path(folder, which, path.stem, unique=True)
-        result.files[which] = model.predictor(which).predict_file(path, target, callback=callback, stop=stop)
+        result.files[which] = predict_file_to(
+            model, path, target, output=which, axes=axes, dtype=dtype, callback=callback, stop=stop
+        )
     return result

@@ -15,7 +15,7 @@ import io as _io
 import json
 import os
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,17 @@ import torch
 
 from .. import __version__
 from .config import AutoStructConfig, ConfigError, DenoiseConfig
-from .data import Normalization, input_channels
+from .data import Normalization, network_channels
 from .io import atomic_write
 from .model import TrainedModel, now_iso
 from .registry import METHODS
 from .unet import UNet, build_model
 
 FORMAT = "denoise-studio-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Records of one channel are still written as format 1, which every earlier release reads; a model of
+#: several channels is format 2, which an earlier release refuses rather than mispredicting.
+SINGLE_CHANNEL_FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.pth"
 STAGE1_WEIGHTS = "stage1.pth"
@@ -99,27 +102,49 @@ def write_history(path: Path, history: list[dict]) -> Path | None:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+Norms = Normalization | Sequence[Normalization]
+
+
+def _norm_list(value: Norms | None) -> list[Normalization]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, Normalization) else list(value)
+
+
 def config_record(
     config: DenoiseConfig,
-    normalization: Normalization,
+    normalization: Norms,
     summary: dict | None = None,
     extra: dict | None = None,
-    target_normalization: Normalization | None = None,
+    target_normalization: Norms | None = None,
+    input_axes: str = "",
 ) -> dict:
+    """The ``config.json`` record; ``normalization`` is one, or one per image channel."""
+    norms, targets = _norm_list(normalization), _norm_list(target_normalization)
+    channels = len(norms)
+    joint = channels > 1 and config.data.channels == "joint"
+    in_channels, out_channels = network_channels(config.mode, channels, joint)
     record = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if channels > 1 else SINGLE_CHANNEL_FORMAT_VERSION,
         "method": config.method,
         "mode": config.mode,
-        "in_channels": input_channels(config.mode),
+        "in_channels": in_channels,
+        "out_channels": out_channels,
+        "channels": channels,
         "config": config.to_dict(),
-        "normalization": normalization.to_dict(),
-        "target_normalization": None if target_normalization is None else target_normalization.to_dict(),
+        "normalization": norms[0].to_dict(),
+        "target_normalization": targets[0].to_dict() if targets else None,
         "weights": WEIGHTS_FILE,
         "created": now_iso(),
         "versions": versions(),
         "training": summary or {},
     }
+    if channels > 1:
+        record["channel_normalizations"] = [norm.to_dict() for norm in norms]
+        record["target_channel_normalizations"] = [norm.to_dict() for norm in targets] if targets else None
+    if input_axes:
+        record["input_axes"] = input_axes
     if extra:
         record.update(extra)
     return record
@@ -128,17 +153,19 @@ def config_record(
 def save_model(
     run_dir: str | os.PathLike,
     config: DenoiseConfig,
-    normalization: Normalization,
+    normalization: Norms,
     state: dict,
     summary: dict | None = None,
     extra: dict | None = None,
-    target_normalization: Normalization | None = None,
+    target_normalization: Norms | None = None,
+    input_axes: str = "",
 ) -> Path:
     """Write ``config.json`` and ``model.pth`` of a single-network run into ``run_dir`` (each atomically)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_weights(run_dir / WEIGHTS_FILE, state)
-    write_json_atomic(run_dir / CONFIG_FILE, config_record(config, normalization, summary, extra, target_normalization))
+    record = config_record(config, normalization, summary, extra, target_normalization, input_axes)
+    write_json_atomic(run_dir / CONFIG_FILE, record)
     return run_dir
 
 
@@ -341,9 +368,11 @@ def load_state(path: str | os.PathLike) -> dict:
     return state
 
 
-def build_checked_model(config: DenoiseConfig, state: dict, source: Path) -> UNet:
-    """The network for ``config`` with ``state`` loaded, after checking names, shapes, dtypes and values."""
-    model = build_model(config.model, input_channels(config.mode), psf_sigma=config.psf_sigma)
+def build_checked_model(config: DenoiseConfig, state: dict, source: Path, channels: int = 1) -> UNet:
+    """The network for ``config`` (and ``channels`` image channels) with ``state`` loaded, after checking
+    names, shapes, dtypes and values."""
+    in_channels, out_channels = network_channels(config.mode, channels, config.data.channels == "joint")
+    model = build_model(config.model, in_channels, psf_sigma=config.psf_sigma, out_channels=out_channels)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -388,6 +417,7 @@ def load_model(path: str | os.PathLike, weights: str | os.PathLike | None = None
         normalization = Normalization.from_dict(record["normalization"])
         target = record.get("target_normalization")
         target_normalization = Normalization.from_dict(target) if target else None
+        channel_norms, target_channel_norms = _channel_records(record)
     except ConfigError as err:
         raise ModelFileError(f"{config_path}: invalid configuration: {err}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as err:
@@ -396,7 +426,7 @@ def load_model(path: str | os.PathLike, weights: str | os.PathLike | None = None
         weights_path = Path(weights)
     else:
         weights_path = _weights_path(config_path, record.get("weights", WEIGHTS_FILE), "weights")
-    network = build_checked_model(config, load_state(weights_path), weights_path)
+    network = build_checked_model(config, load_state(weights_path), weights_path, max(1, len(channel_norms)))
     return TrainedModel(
         method=config.method,
         config=config,
@@ -407,7 +437,29 @@ def load_model(path: str | os.PathLike, weights: str | os.PathLike | None = None
         created=str(record.get("created", "")),
         summary=_summary(record.get("training")),
         imported=True,
+        channel_normalizations=channel_norms,
+        target_channel_normalizations=target_channel_norms,
+        input_axes=str(record.get("input_axes", "")),
     )
+
+
+def _channel_records(record: dict) -> tuple[list[Normalization], list[Normalization] | None]:
+    """The per-channel normalisations of a model of several channels (empty for one channel)."""
+    stored = record.get("channel_normalizations")
+    if stored is None:
+        return [], None
+    if not isinstance(stored, list) or len(stored) < 2:
+        raise ValueError("channel_normalizations must list one normalisation per channel")
+    channels = record.get("channels", len(stored))
+    if channels != len(stored):
+        raise ValueError(f"channels is {channels!r} but {len(stored)} channel normalisations are stored")
+    norms = [Normalization.from_dict(item) for item in stored]
+    targets = record.get("target_channel_normalizations")
+    if targets is None:
+        return norms, None
+    if not isinstance(targets, list) or len(targets) != len(norms):
+        raise ValueError("target_channel_normalizations must list one normalisation per channel")
+    return norms, [Normalization.from_dict(item) for item in targets]
 
 
 def _summary(value: Any) -> dict:

@@ -10,15 +10,17 @@ with no more overlap than that.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import Normalization, check_depth_for_prediction, plane_input, triplet_indices
+from .axes import layout_for
+from .data import Normalization, check_depth_for_prediction, normalize_channels, plane_input, triplet_indices
+from .errors import InputError
 from .events import PredictionEvent, ProgressCallback, StopRequest, emit
-from .io import LazyStack, check_image, write_tiff_stream
+from .io import LazyStack, check_values, output_array, write_tiff_stream
 from .registry import OUTPUTS
 from .training import autocast_context, memory_format, resolve_device, resolve_precision
 from .unet import DeconvUNet, UNet, prediction_radius
@@ -47,18 +49,23 @@ class Predictor:
     def __init__(
         self,
         model: UNet,
-        normalization: Normalization,
+        normalization: Normalization | Sequence[Normalization],
         mode: str,
         *,
         tile_size: int = 256,
         batch_size: int = 4,
         device: str = "auto",
         precision: str = "auto",
-        output_normalization: Normalization | None = None,
+        output_normalization: Normalization | Sequence[Normalization] | None = None,
         output: str = "denoised",
         outputs: tuple[str, ...] | None = None,
+        joint: bool = False,
     ):
-        """``outputs`` (default ``(output,)``) are made together, from one forward pass per tile."""
+        """``outputs`` (default ``(output,)``) are made together, from one forward pass per tile.
+
+        ``normalization``: one, or one per image channel (the model was trained on that many
+        channels); ``joint``: the network takes all channels at once and gives all of them back.
+        """
         self.outputs = tuple(outputs) if outputs else (output,)
         for name in self.outputs:
             if name not in OUTPUTS:
@@ -69,9 +76,19 @@ class Predictor:
         self.precision = resolve_precision(precision, self.device)
         self.format = memory_format(self.device)
         self.model = model.to(device=self.device, memory_format=self.format).eval()
-        self.normalization = normalization
+        self.normalizations = [normalization] if isinstance(normalization, Normalization) else list(normalization)
+        self.normalization = self.normalizations[0]
         # Supervised models (CARE) predict in the target's intensity scale, not the input's.
-        self.output_normalization = output_normalization or normalization
+        if output_normalization is None:
+            self.output_normalizations = self.normalizations
+        elif isinstance(output_normalization, Normalization):
+            self.output_normalizations = [output_normalization]
+        else:
+            self.output_normalizations = list(output_normalization)
+        self.output_normalization = self.output_normalizations[0]
+        self.channels = len(self.normalizations)
+        self.joint = joint and self.channels > 1
+        self.out_channels = self.channels if self.joint else 1
         self.mode = mode
         step = model.step
         self.margin = -(-prediction_radius(model) // step) * step
@@ -100,7 +117,8 @@ class Predictor:
         stop: StopRequest | None = None,
         on_tiles: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """Every output of one plane, normalised, as ``(outputs, Y, X)``.
+        """Every output of one plane, normalised, as ``(outputs, Y, X)`` (joint channels: ``(outputs x C, Y, X)``,
+        output by output).
 
         ``on_tiles(done, total)`` is called after each batch of tiles of a plane made of several
         batches, so that a single large image reports progress too.
@@ -110,7 +128,7 @@ class Predictor:
         extra_y, extra_x = (-height) % step, (-width) % step
         padded = np.pad(channels, ((0, 0), (m, m + extra_y), (m, m + extra_x)), mode="reflect")
         core_h, core_w = height + extra_y, width + extra_x
-        output = np.empty((len(self.outputs), core_h, core_w), dtype=np.float32)
+        output = np.empty((len(self.outputs) * self.out_channels, core_h, core_w), dtype=np.float32)
         tiles = [
             (y, x, min(self.tile_size, core_h - y), min(self.tile_size, core_w - x))
             for y in range(0, core_h, self.tile_size)
@@ -143,50 +161,81 @@ class Predictor:
         self,
         image: np.ndarray,
         *,
+        axes: str | None = None,
         callback: ProgressCallback | None = None,
         stop: StopRequest | None = None,
     ) -> np.ndarray:
-        """Denoise a ``(Y, X)`` image or a ``(Z, Y, X)`` stack; returns float32 of the same shape
-        (the first of the predictor's outputs)."""
-        return self.predict_all(image, callback=callback, stop=stop)[self.outputs[0]]
+        """Denoise an image of ``axes`` (None: a ``(Y, X)`` image or ``(Z, Y, X)`` stack); returns float32
+        of the same shape (the first of the predictor's outputs)."""
+        return self.predict_all(image, axes=axes, callback=callback, stop=stop)[self.outputs[0]]
+
+    def check_channels(self, channels: int, name: str = "image") -> None:
+        if channels != self.channels:
+            raise InputError(
+                f"{name}: has {channels} channel{'s' if channels != 1 else ''}, but the model was trained on "
+                f"{self.channels}; give the image's axes if a channel axis was not recognised"
+            )
 
     def predict_all(
         self,
         image: np.ndarray,
         *,
+        axes: str | None = None,
         callback: ProgressCallback | None = None,
         stop: StopRequest | None = None,
     ) -> dict[str, np.ndarray]:
-        """Every output of the predictor for an image or stack, each of the input's shape."""
-        squeeze = np.asarray(image).ndim == 2
-        stack = check_image(image)
-        check_depth_for_prediction(stack.shape[0], self.mode)
-        normalized = self.normalization.normalize(stack)
-        out = np.empty((len(self.outputs), *stack.shape), dtype=np.float32)
+        """Every output of the predictor for an image of ``axes``, each of the input's shape."""
+        image = np.asarray(image)
+        layout = layout_for(image.shape, image.dtype, axes)
+        self.check_channels(layout.channels)
+        check_depth_for_prediction(layout.depth, self.mode)
+        check_values(image, "image")
+        canonical = layout.to_canonical(image)
+        samples, channels, depth = canonical.shape[:3]
+        out = np.empty((len(self.outputs), *canonical.shape), dtype=np.float32)
+        # Progress counts planes: every (sample, channel, slice) independently, or (sample, slice) jointly.
+        groups = [None] if self.joint else list(range(channels))
+        total, done = samples * len(groups) * depth, 0
         start = time.perf_counter()
-        depth = normalized.shape[0]
-        for z in range(depth):
-            planes = self.predict_plane_outputs(
-                plane_input(normalized, z, self.mode), stop, _tile_reporter(callback, z, depth, start)
-            )
-            out[:, z] = self.output_normalization.denormalize(planes)
-            emit(callback, _plane_event(z, depth, start))
-        return {name: (out[i, 0] if squeeze else out[i]) for i, name in enumerate(self.outputs)}
+        for n in range(samples):
+            for c in groups:
+                if c is None:
+                    source, norms, where = canonical[n], self.normalizations, slice(None)
+                else:
+                    source, norms, where = canonical[n, c : c + 1], self.normalizations[c : c + 1], slice(c, c + 1)
+                normalized = normalize_channels(source, norms)
+                out_norms = self.output_normalizations if c is None else self.output_normalizations[c : c + 1]
+                for z in range(depth):
+                    planes = self.predict_plane_outputs(
+                        plane_input(normalized, z, self.mode), stop, _tile_reporter(callback, done, total, start)
+                    ).reshape(len(self.outputs), len(out_norms), *normalized.shape[2:])
+                    for k, norm in enumerate(out_norms):
+                        planes[:, k] = norm.denormalize(planes[:, k])
+                    out[:, n, where, z] = planes
+                    done += 1
+                    emit(callback, _plane_event(done - 1, total, start))
+        return {name: layout.from_canonical(out[i]) for i, name in enumerate(self.outputs)}
 
     def predict_file(
         self,
         source: str | Path,
         target: str | Path,
         *,
+        dtype: str = "float32",
         callback: ProgressCallback | None = None,
         stop: StopRequest | None = None,
     ) -> Path:
-        """Denoise a TIFF stack slice by slice, streaming the result to ``target`` (bounded memory)."""
+        """Denoise a single-channel TIFF stack slice by slice, streaming the result to ``target``
+        (bounded memory), with the source's axes and pixel sizes; ``dtype`` "input" keeps its type."""
         stack = LazyStack(source)
         try:
+            self.check_channels(1, str(source))
             check_depth_for_prediction(len(stack), self.mode, name=str(source))
-            shape = stack.shape
-            return write_tiff_stream(target, self._stream(stack, callback, stop, str(target)), shape, np.float32)
+            out_dtype = output_array(np.zeros(1, np.float32), dtype, stack.dtype).dtype
+            planes = (
+                output_array(plane, dtype, stack.dtype) for plane in self._stream(stack, callback, stop, str(target))
+            )
+            return write_tiff_stream(target, planes, stack.shape, out_dtype, axes=stack.meta.axes, meta=stack.meta)
         finally:
             stack.close()
 

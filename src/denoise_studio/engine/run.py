@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .axes import layout_for
 from .config import AutoStructConfig, DenoiseConfig, MaskExtractorConfig
-from .data import Normalization, check_stack_for_mode
-from .errors import PipelineStateError
+from .data import Normalization, check_training_images, fit_channel_normalizations
+from .errors import InputError, PipelineStateError
 from .events import ProgressCallback, RunState, StopRequest
 from .mask_extraction import MaskExtractionResult
 from .model import STAGE1, TrainedModel, now_iso
@@ -133,11 +134,18 @@ class TrainingRun:
         overwrite: bool = False,
         input_files: Sequence[str | os.PathLike] = (),
         names: Sequence[str] | None = None,
+        axes: str | Sequence[str | None] | None = None,
         callback: ProgressCallback | None = None,
         stop: StopRequest | None = None,
     ):
+        """``axes``: of every image (one string for all, or one per image; None: ``(Y, X)``/``(Z, Y, X)``);
+        targets have their input's axes."""
         self.config = config
         self.images = [images] if isinstance(images, np.ndarray) else list(images)
+        self.axes = list(axes) if isinstance(axes, (list, tuple)) else [axes] * len(self.images)
+        if len(self.axes) != len(self.images):
+            raise InputError(f"{len(self.images)} image(s) but {len(self.axes)} axes strings")
+        self.input_axes = ""
         if targets is not None and isinstance(targets, np.ndarray):
             targets = [targets]
         self.raw_targets = None if targets is None else list(targets)
@@ -150,8 +158,8 @@ class TrainingRun:
         self.message = ""
         self.pipeline: AutoStructPipeline | None = None
         self.result: RunResult | None = None
-        self.normalization: Normalization | None = None
-        self.target_normalization: Normalization | None = None
+        self.normalization: list[Normalization] | None = None
+        self.target_normalization: list[Normalization] | None = None
 
     @property
     def is_pipeline(self) -> bool:
@@ -167,10 +175,35 @@ class TrainingRun:
             raise PipelineStateError("there is no mask waiting for review")
         return ReviewRequest(self.pipeline.extraction, self.pipeline.config.extractor, self.config.mode)
 
+    def _samples(self, images: list[np.ndarray], what: str) -> list[np.ndarray]:
+        """Every image as ``(C, Z, Y, X)`` samples (its S and T entries are independent samples)."""
+        samples, found = [], set()
+        for image, axes, name in zip(images, self.axes, self.names, strict=True):
+            image = np.asarray(image)
+            label = name if what == "image" else f"{what} of {name}"
+            layout = layout_for(image.shape, image.dtype, axes, label)
+            found.add(layout.axes if layout.declared else layout.present)
+            if not layout.declared:
+                samples.append(image)  # checked as a stack without axes, as always
+                continue
+            canonical = layout.to_canonical(image)
+            samples.extend(canonical[n] for n in range(canonical.shape[0]))
+        if what == "image":
+            self.input_axes = ",".join(sorted(found))
+        return samples
+
     def _checked_stacks(self) -> list[np.ndarray]:
-        pairs = zip(self.images, self.names, strict=True)
-        self.images = [check_stack_for_mode(image, self.config.mode, name=name) for image, name in pairs]
+        self.images = check_training_images(self._samples(self.images, "image"), self._stage_config())
+        channels = self.images[0].shape[0]
+        if self.is_pipeline and channels > 1:
+            raise InputError(
+                f"autoStructN2V takes one channel at a time (these images have {channels}): the structured noise "
+                "of each channel is reviewed on its own; train one channel per run"
+            )
         return self.images
+
+    def _stage_config(self) -> DenoiseConfig:
+        return self.config.stage1 if self.is_pipeline else self.config
 
     # -- steps ------------------------------------------------------------------------------------
     def _prepare(self) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
@@ -184,10 +217,18 @@ class TrainingRun:
                 raise PipelineStateError("autoStructN2V learns from the noisy images alone; it takes no target")
         else:
             config: DenoiseConfig = self.config
-            targets = prepare_targets(config, stacks, self.raw_targets)
-            self.normalization = Normalization.fit(stacks, config.data)
-            self.target_normalization = Normalization.fit(targets, config.data) if targets is not None else None
+            raw = None if self.raw_targets is None else self._target_samples()
+            targets = prepare_targets(config, stacks, raw)
+            self.normalization = fit_channel_normalizations(stacks, config.data)
+            self.target_normalization = fit_channel_normalizations(targets, config.data) if targets else None
         return stacks, targets
+
+    def _target_samples(self) -> list[np.ndarray]:
+        if len(self.raw_targets) != len(self.images) and all(a is None for a in self.axes):
+            return self.raw_targets  # prepare_targets names the count mismatch
+        if len(self.raw_targets) != len(self.axes):
+            raise InputError(f"{len(self.axes)} input image(s) but {len(self.raw_targets)} target(s)")
+        return self._samples(self.raw_targets, "target")
 
     def _device(self) -> str:
         config = self.config.stage1 if self.is_pipeline else self.config
@@ -233,13 +274,14 @@ class TrainingRun:
         def write(state: dict, summary: dict) -> None:
             # The best weights so far are always on disk, even if the run is killed.
             save_model(
-                run_dir, config, self.normalization, state, summary, target_normalization=self.target_normalization
-            )
+                run_dir, config, self.normalization, state, summary, target_normalization=self.target_normalization,
+                input_axes=self.input_axes,
+            )  # fmt: skip
 
         return write
 
     def _start_pipeline(self, stacks: list[np.ndarray]) -> None:
-        pipeline = AutoStructPipeline(self.config, stacks, callback=self.callback, stop=self.stop, run_dir=self.run_dir)
+        pipeline = self._pipeline(stacks)
         self.pipeline = pipeline
         self.normalization = pipeline.normalization
         pipeline.run_stage1()
@@ -254,12 +296,18 @@ class TrainingRun:
         self.state = RunState.AWAITING_REVIEW
         self.message = pipeline.extraction.summary()
 
+    def _pipeline(self, stacks: list[np.ndarray]) -> AutoStructPipeline:
+        # One channel (checked in _checked_stacks): the pipeline works on (Z, Y, X) stacks.
+        return AutoStructPipeline(
+            self.config, [stack[0] for stack in stacks], callback=self.callback, stop=self.stop, run_dir=self.run_dir
+        )
+
     def use_mask(self, mask: np.ndarray) -> RunState:
         """autoStructN2V with a mask the user already has: no stage 1, straight to stage 2."""
         if not self.is_pipeline or self.state != RunState.PENDING:
             raise PipelineStateError("a given mask needs an autoStructN2V run that has not started")
         stacks, _targets = self._prepare()
-        pipeline = AutoStructPipeline(self.config, stacks, callback=self.callback, stop=self.stop, run_dir=self.run_dir)
+        pipeline = self._pipeline(stacks)
         pipeline.use_mask(mask)  # an unusable mask is refused here, before the folder is touched
         if self._folder is not None:
             self._folder.acquire()
@@ -344,16 +392,20 @@ class TrainingRun:
         return {stage: result.summary() for stage, result in self._stage_results().items()}
 
     def _record(self, config: DenoiseConfig, result: TrainingResult, stages: dict, **extra) -> TrainedModel:
+        norms = result.channel_normalizations
         return TrainedModel(
             method=self.config.method,
             config=config,
-            normalization=self.normalization,
+            normalization=result.normalization,
             network=result.model,
             target_normalization=result.target_normalization,
             stage_networks=stages,
             run_dir=self.run_dir,
             created=now_iso(),
             summary=result.summary(),
+            channel_normalizations=list(norms) if len(norms) > 1 else [],
+            target_channel_normalizations=result.target_channel_normalizations if len(norms) > 1 else None,
+            input_axes=self.input_axes,
             **extra,
         )
 
@@ -425,12 +477,13 @@ def run_training(
     stop: StopRequest | None = None,
     input_files: Sequence[str | os.PathLike] = (),
     names: Sequence[str] | None = None,
+    axes: str | Sequence[str | None] | None = None,
 ) -> RunResult:
     """Run a whole training (see the module docstring). autoStructN2V: ``review`` decides at the gate
     (default: the config's ``auto_approve`` or, failing that, :func:`auto_approve`); ``mask`` skips stage 1."""
     run = TrainingRun(
         config, images, targets=targets, run_dir=run_dir, overwrite=overwrite, input_files=input_files,
-        names=names, callback=callback, stop=stop,
+        names=names, axes=axes, callback=callback, stop=stop,
     )  # fmt: skip
     if mask is not None:
         run.use_mask(mask)

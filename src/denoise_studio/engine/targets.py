@@ -9,7 +9,7 @@ import numpy as np
 from .alignment import align_target
 from .config import DenoiseConfig
 from .filters import apply_filter_spec
-from .io import InputError, check_image
+from .io import InputError, check_image, check_values
 
 
 def prepare_targets(
@@ -17,7 +17,8 @@ def prepare_targets(
     stacks: Sequence[np.ndarray],
     targets: np.ndarray | Sequence[np.ndarray] | None,
 ) -> list[np.ndarray] | None:
-    """The (Z, Y, X) target of every input stack for ``config.method``, or None when it needs none."""
+    """The ``(C, Z, Y, X)`` target of every ``(C, Z, Y, X)`` input for ``config.method``, or None when it
+    needs none (filters and alignment act channel by channel)."""
     method = config.method
     if config.is_blind_spot or method == "autoencoder":
         if targets is not None:
@@ -26,7 +27,8 @@ def prepare_targets(
     if config.supervised.target_from:
         if targets is not None:
             raise InputError("give either a target image or supervised.target_from, not both")
-        return [apply_filter_spec(stack, config.supervised.target_from) for stack in stacks]
+        return [np.stack([apply_filter_spec(channel, config.supervised.target_from) for channel in stack])
+                for stack in stacks]
     if targets is None:
         wanted = "a second noisy acquisition" if method == "n2n" else "a clean (high-SNR) acquisition"
         raise InputError(f"method {method} needs a target image: {wanted} of the same field, or --target-from")
@@ -37,9 +39,23 @@ def prepare_targets(
     checked = []
     for index, (stack, target) in enumerate(zip(stacks, targets, strict=True)):
         name = f"target {index + 1}"
-        target = check_image(target, name=name)
+        target = np.asarray(target)
+        if target.ndim == 4:
+            check_values(target, name)
+        else:
+            target = check_image(target, name=name)[np.newaxis]
         if target.shape != stack.shape:
-            raise InputError(f"{name}: shape {target.shape} differs from its input {stack.shape}")
+            raise InputError(f"{name}: shape {_shape(target)} differs from its input {_shape(stack)}")
         supervised = config.supervised
-        checked.append(align_target(stack, target, supervised.max_shift, supervised.register_target, name))
+        channels = [
+            align_target(s, t, supervised.max_shift, supervised.register_target, name if len(stack) == 1 else
+                         f"{name} channel {c + 1}")
+            for c, (s, t) in enumerate(zip(stack, target, strict=True))
+        ]
+        checked.append(np.stack(channels))
     return checked
+
+
+def _shape(image: np.ndarray) -> tuple[int, ...]:
+    """The shape a user gave: without the channel axis of a single-channel image."""
+    return tuple(image.shape[1:]) if image.shape[0] == 1 else tuple(image.shape)

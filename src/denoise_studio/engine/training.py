@@ -19,7 +19,14 @@ import numpy as np
 import torch
 
 from .config import ConfigError, DenoiseConfig
-from .data import Normalization, PatchSampler, check_stack_for_mode, input_channels
+from .data import (
+    Normalization,
+    PatchSampler,
+    check_training_images,
+    fit_channel_normalizations,
+    network_channels,
+    normalize_channels,
+)
 from .events import ProgressCallback, RunState, StopRequest, TrainingEvent, emit
 from .io import available_memory
 from .methods import make_method
@@ -57,6 +64,9 @@ class TrainingResult:
     seed: int = 0
     #: Supervised methods: the target's intensity mapping, in which predictions are returned.
     target_normalization: Normalization | None = None
+    #: One normalisation per image channel (the first is ``normalization``), and of the targets'.
+    channel_normalizations: list[Normalization] = field(default_factory=list)
+    target_channel_normalizations: list[Normalization] | None = None
 
     def summary(self) -> dict:
         return {
@@ -195,17 +205,18 @@ class Trainer:
         self.stop = stop or StopRequest()
         self.checkpoint = checkpoint
         self.stage = stage
-        self.method = method or make_method(config)
+        self.method = method
 
     def fit(
         self,
         stacks: np.ndarray | Sequence[np.ndarray],
-        normalization: Normalization | None = None,
+        normalization: Normalization | Sequence[Normalization] | None = None,
         initial_state: dict | None = None,
         targets: Sequence[np.ndarray] | None = None,
-        target_normalization: Normalization | None = None,
+        target_normalization: Normalization | Sequence[Normalization] | None = None,
     ) -> TrainingResult:
-        """Train on checked ``(Z, Y, X)`` stacks; ``targets`` are already prepared (checked, aligned)."""
+        """Train on checked ``(Z, Y, X)`` stacks or ``(C, Z, Y, X)`` images; ``targets`` are already
+        prepared (checked, aligned). A normalisation is one for every channel, or a list of one per channel."""
         loop = self._setup(stacks, normalization, initial_state, targets, target_normalization)
         self._emit_started(loop)
         for epoch in range(1, self.config.training.epochs + 1):
@@ -220,30 +231,35 @@ class Trainer:
     # -- the named steps -------------------------------------------------------------------------
     def _setup(self, stacks, normalization, initial_state, targets, target_normalization) -> _Loop:
         cfg = self.config
-        if isinstance(stacks, np.ndarray):
-            stacks = [stacks]
-        stacks = [check_stack_for_mode(s, cfg.mode, name=f"image {i + 1}") for i, s in enumerate(stacks)]
-        normalization = normalization or Normalization.fit(stacks, cfg.data)
-        normalized = [normalization.normalize(s) for s in stacks]
+        images = check_training_images(stacks, cfg)
+        channels = images[0].shape[0]
+        joint = cfg.data.channels == "joint" and channels > 1
+        norms = _channel_norms(normalization, images, cfg)
+        normalized = [normalize_channels(image, norms) for image in images]
+        target_norms = None
         if targets is not None:
             # Targets keep their own intensity scale (a clean acquisition is brighter than a noisy one);
             # predictions are returned in it.
-            target_normalization = target_normalization or Normalization.fit(targets, cfg.data)
-            targets = [target_normalization.normalize(t) for t in targets]
+            targets = [t if t.ndim == 4 else t[np.newaxis] for t in (np.asarray(t) for t in targets)]
+            target_norms = _channel_norms(target_normalization, targets, cfg)
+            targets = [normalize_channels(t, target_norms) for t in targets]
+        if self.method is None:
+            self.method = make_method(cfg, channels if joint else 1)
         if hasattr(self.method, "set_normalization"):
-            self.method.set_normalization(normalization)
+            self.method.set_normalization(norms if joint else norms[:1])
 
         seed = cfg.training.seed if cfg.training.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         device = resolve_device(cfg.training.device)
-        check_memory(cfg, sum(int(s.size) for s in stacks), device)
+        check_memory(cfg, sum(int(image.size) for image in images), device)
         precision = resolve_precision(cfg.training.precision, device)
         fmt = memory_format(device)
 
         struct = getattr(self.method, "struct_kernel", None)
-        sampler = PatchSampler(normalized, cfg.mode, cfg.data, rng, struct_kernel=struct, targets=targets)
-        model = build_model(cfg.model, input_channels(cfg.mode), psf_sigma=cfg.psf_sigma)
+        sampler = PatchSampler(normalized, cfg.mode, cfg.data, rng, struct_kernel=struct, targets=targets, joint=joint)
+        in_channels, out_channels = network_channels(cfg.mode, channels, joint)
+        model = build_model(cfg.model, in_channels, psf_sigma=cfg.psf_sigma, out_channels=out_channels)
         if initial_state is not None:
             model.load_state_dict(initial_state)
         model = model.to(device=device, memory_format=fmt)
@@ -257,12 +273,14 @@ class Trainer:
         )
         result = TrainingResult(
             model=model,
-            normalization=normalization,
+            normalization=norms[0],
             config=cfg,
             device=str(device),
             precision=precision,
             seed=seed,
-            target_normalization=target_normalization if targets is not None else None,
+            target_normalization=target_norms[0] if target_norms else None,
+            channel_normalizations=list(norms),
+            target_channel_normalizations=list(target_norms) if target_norms else None,
         )
         steps_per_epoch = sampler.steps_per_epoch(cfg.training.batch_size)
         return _Loop(
@@ -457,6 +475,20 @@ class Trainer:
         )
 
 
+def _channel_norms(
+    given: Normalization | Sequence[Normalization] | None, images: Sequence[np.ndarray], config: DenoiseConfig
+) -> list[Normalization]:
+    channels = images[0].shape[0]
+    if given is None:
+        return fit_channel_normalizations(images, config.data)
+    if isinstance(given, Normalization):
+        return [given] * channels
+    norms = list(given)
+    if len(norms) != channels:
+        raise ValueError(f"{len(norms)} normalisations for images of {channels} channels")
+    return norms
+
+
 def _cpu_state(state: dict) -> dict:
     return {key: value.detach().to("cpu") for key, value in state.items()}
 
@@ -477,11 +509,11 @@ def train(
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
     checkpoint: Checkpoint | None = None,
-    normalization: Normalization | None = None,
+    normalization: Normalization | Sequence[Normalization] | None = None,
     initial_state: dict | None = None,
     stage: str = "training",
     targets: np.ndarray | Sequence[np.ndarray] | None = None,
-    target_normalization: Normalization | None = None,
+    target_normalization: Normalization | Sequence[Normalization] | None = None,
     targets_prepared: bool = False,
 ) -> TrainingResult:
     """Train one network on ``stacks`` (one array or a list of ``(Z, Y, X)``/``(Y, X)`` arrays).
@@ -491,9 +523,7 @@ def train(
     This is the engine's building block; a whole run (files, outputs, autoStructN2V) is
     :func:`denoise_studio.engine.run.run_training`.
     """
-    if isinstance(stacks, np.ndarray):
-        stacks = [stacks]
-    stacks = [check_stack_for_mode(s, config.mode, name=f"image {i + 1}") for i, s in enumerate(stacks)]
+    stacks = check_training_images(stacks, config)
     if not targets_prepared:
         targets = prepare_targets(config, stacks, targets)
     trainer = Trainer(config, callback=callback, stop=stop, checkpoint=checkpoint, stage=stage)

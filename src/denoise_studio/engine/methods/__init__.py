@@ -8,9 +8,9 @@ from .n2v import BlindSpotMethod
 from .supervised import SupervisedMethod
 
 
-def make_method(config: DenoiseConfig) -> BlindSpotMethod | SupervisedMethod:
-    """The method object for a config's ``method``."""
-    return BlindSpotMethod(config) if config.is_blind_spot else SupervisedMethod(config)
+def make_method(config: DenoiseConfig, groups: int = 1) -> BlindSpotMethod | SupervisedMethod:
+    """The method object for a config's ``method``; ``groups`` image channels trained jointly."""
+    return BlindSpotMethod(config, groups) if config.is_blind_spot else SupervisedMethod(config, groups)
 
 
 __all__ = ["BlindSpotMethod", "SupervisedMethod", "make_method"]

@@ -19,19 +19,22 @@ class SupervisedMethod:
 
     struct_kernel = None
 
-    def __init__(self, config: DenoiseConfig):
+    def __init__(self, config: DenoiseConfig, groups: int = 1):
+        """``groups``: image channels trained jointly (each a group of 1 or 3 network input channels)."""
         self.config = config
         self.in_channels = input_channels(config.mode)
+        self.groups = groups
         self.needs_target = config.method != "autoencoder"
 
     def make_batch(self, patches: np.ndarray, generator: torch.Generator) -> MaskedBatch:
         tensor = torch.from_numpy(patches).float()
-        inputs = tensor[:, : self.in_channels]
+        width = self.in_channels * self.groups
+        inputs = tensor[:, :width]
         if self.needs_target:
-            targets = tensor[:, self.in_channels : self.in_channels + 1]
+            targets = tensor[:, width : width + self.groups]
         else:
-            centre = self.in_channels // 2
-            targets = inputs[:, centre : centre + 1]
+            centres = [k * self.in_channels + self.in_channels // 2 for k in range(self.groups)]
+            targets = inputs[:, centres]
         every_pixel = torch.ones_like(targets, dtype=torch.bool)
         return MaskedBatch(inputs=inputs.contiguous(), targets=targets.contiguous(), loss_mask=every_pixel)
 
