@@ -47,3 +47,45 @@ def test_layers_are_held_by_reference_and_signals_fire_without_qt():
     ok, message = session.data_status()
     assert not ok and "layer 'two': looks like a 2-channel image" in message
     assert seen.count("data") >= 3 and None in seen
+
+
+def test_axes_come_from_the_layer_and_the_layout_check_uses_them():
+    from napari.components import ViewerModel
+
+    from denoise_studio._qt.state.session import Session
+
+    viewer = ViewerModel()
+    session = Session(viewer)
+    seen = []
+    session.axes_changed.connect(seen.append)
+    # Our own result layers keep their axes under "denoise_studio"; readers put them at the top level.
+    viewer.add_image(np.zeros((2, 32, 32), np.float32), name="ours", metadata={"denoise_studio": {"axes": "cyx"}})
+    session.set_source_layer("ours")
+    assert session.axes == "CYX" and seen == ["CYX"]
+    assert session.data_status() == (True, "ours: 2 channels, 32×32, ready for 2D training")
+    session.set_axes("czyx")
+    ok, message = session.data_status()
+    assert not ok and message.startswith("layer 'ours': axes: invalid axes 'CZYX' (4 letters for an image of 3")
+    session.set_source_layer("ours")  # choosing the same layer again keeps the edit
+    assert session.axes == "CZYX"
+    session.set_mode("2.5d")
+    session.set_axes("ZYX")
+    ok, message = session.data_status()
+    assert not ok and "insufficient stack depth for 2.5D: 2 slices, need 20" in message
+    session.set_mode("2d")
+
+    # A guess that drops a singleton dimension is no axes string for the shape: the field stays empty.
+    viewer.add_image(np.zeros((1, 32, 32), np.float32), name="one plane")
+    session.set_source_layer("one plane")
+    assert session.axes == "" and session.axes_for("one plane") is None
+    assert session.data_status() == (True, "one plane: 32×32, ready for 2D training")
+
+    viewer.add_image(
+        np.zeros((2, 32, 32), np.float32), name="scaled", metadata={"axes": "CYX", "channel_names": ["dapi", "gfp"]},
+        scale=(1, 0.2, 0.2), translate=(0, 5, 0),
+    )  # fmt: skip
+    assert session.axes_for("scaled") == "CYX"  # another layer's own axes, not the field's
+    meta = session.layer_meta("scaled", "CYX")
+    assert meta.scales == {"Y": 0.2, "X": 0.2} and meta.translation == {"Y": 5.0}
+    assert meta.channel_names == ("dapi", "gfp")
+    assert session.layer_meta("ours", "CYX").scales == {}  # napari's default scale says nothing of pixel sizes

@@ -165,11 +165,19 @@ def predict_file(
     tile_size: int = 256,
     batch_size: int = 4,
     device: str | None = None,
+    chunks: tuple[int, int, int] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
 ) -> Path:
     """Denoise an image file into ``target`` atomically, with the input's axes, pixel sizes and channel
-    names (OME-TIFF); a single-channel stack is streamed plane by plane (bounded memory).
+    names: OME-TIFF (``.tif``/``.tiff``) or OME-Zarr with a pyramid (``.zarr``).
+
+    Memory stays bounded: an OME-Zarr, or a file too large for memory, is predicted block by block
+    with dask (blocks of ``chunks`` (Z, Y, X) with the model's exact tile margin as halo), in this
+    process, on a local cluster of ``workers`` processes, or on the dask ``scheduler`` at an address
+    (its workers must see both paths); a single-channel TIFF stack is streamed plane by plane.
 
     ``output``: "denoised", "deconvolved" (DecoNoising) or "stage1" (autoStructN2V's first network).
     ``axes`` overrides the file's own; ``dtype`` "input" writes the input's type (rounded, clipped).
@@ -180,8 +188,9 @@ def predict_file(
     if Path(target).exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; choose another output or allow overwriting it")
     return predict_file_to(
-        model, source, target, output=output, axes=axes, dtype=dtype, tile_size=tile_size, batch_size=batch_size,
-        device=device, callback=callback, stop=stop,
+        model, source, target, output=output, axes=axes, dtype=dtype, overwrite=overwrite, tile_size=tile_size,
+        batch_size=batch_size, device=device, chunks=chunks, workers=workers, scheduler=scheduler,
+        callback=callback, stop=stop,
     )  # fmt: skip
 
 
@@ -195,6 +204,8 @@ def extract_mask(
 ) -> MaskExtractionResult:
     """A structured-noise mask from the residual of ``model`` (any N2V model; autoStructN2V: its
     stage 1) on ``images``; extractor settings as a config or by keyword (``max_pixels=9``)."""
+    if model.mode not in METHODS["autostructn2v"].modes:
+        raise InputError(f"mask extraction needs a 2D or 2.5D model; this one is {model.title}")
     extractor = updated_extractor(extractor or MaskExtractorConfig(), fields)
     arrays, names, _files, found_axes = _as_images(images)
     stacks = [

@@ -122,7 +122,7 @@ def test_struct_mask_planes_must_fit_the_mode():
     ("call", "field"),
     [
         (lambda: make_config(method="noise2self"), "method"),
-        (lambda: make_config(mode="3d"), "mode"),
+        (lambda: make_config(mode="4d"), "mode"),
         (lambda: make_config(preset="slow"), "preset"),
         (lambda: DenoiseConfig.from_dict({"training": {"epochs": 1.5}}), "training.epochs"),
         (lambda: DenoiseConfig.from_dict({"extra": {}}), "extra: unknown field"),

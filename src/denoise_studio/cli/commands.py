@@ -210,7 +210,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     with StopOnSignals(stop):
         target = api.predict_file(
             model, args.input, out, output=args.output, axes=args.axes, dtype=args.dtype, overwrite=overwrite,
-            tile_size=args.tile, batch_size=args.batch, device=args.device, callback=ProgressPrinter(), stop=stop,
+            tile_size=args.tile, batch_size=args.batch, device=args.device, chunks=args.chunks,
+            workers=args.workers, scheduler=args.scheduler, callback=ProgressPrinter(), stop=stop,
         )  # fmt: skip
     print(f"{args.output}: {target}")
     return 0

@@ -25,6 +25,14 @@ AXES_HELP = (
 DTYPE_HELP = "type of the output: float32, or input (the input's type, rounded and clipped)"
 
 
+def _chunks(text: str) -> tuple[int, int, int]:
+    """argparse type: three whole numbers of at least 1, ``Z,Y,X``."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected Z,Y,X (three numbers), got {text!r}")
+    return tuple(_positive_int(part) for part in parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="denoise-studio",
@@ -73,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="apply a trained model to an image or stack (streamed to disk)")
     p.add_argument("model", help="run directory (or its config.json)")
     p.add_argument("input", help="TIFF/PNG image or stack")
-    p.add_argument("--out", required=True, help="output TIFF")
+    p.add_argument("--out", required=True, help="output file: .tif/.tiff (OME-TIFF) or .zarr (OME-Zarr with a pyramid)")
     p.add_argument("--tile", type=_positive_int, default=256, help="tile side in pixels (the overlap is automatic)")
     p.add_argument("--batch", type=_positive_int, default=4, help="tiles per forward pass")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
@@ -85,6 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--axes", help=AXES_HELP)
     p.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32", help=DTYPE_HELP)
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers", type=_positive_int,
+        help="predict block by block on a local dask cluster of N worker processes (data larger than memory)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="predict block by block on an existing dask cluster, e.g. tcp://host:8786 (its workers must see "
+        "the input and output paths)",
+    )  # fmt: skip
+    p.add_argument(
+        "--chunks", type=_chunks, metavar="Z,Y,X",
+        help="block size of block-by-block prediction (default 16,512,512; the overlap is the model's exact margin)",
+    )  # fmt: skip
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=cmd_predict)
 

@@ -308,7 +308,16 @@ class DenoiseConfig(_Strict):
                 f"data.patch_size ({self.data.patch_size}) is too small for model.depth {self.model.depth}; "
                 f"use at least {4 * step}"
             )
+        if self.mode == "3d":
+            step_z = step if self.model.pool_z else 1
+            if self.data.patch_size_z % step_z:
+                raise ValueError(
+                    f"data.patch_size_z ({self.data.patch_size_z}) must be a multiple of {step_z}: with model.pool_z "
+                    f"the U-Net halves it model.depth ({self.model.depth}) times; lower the depth or turn off pool_z"
+                )
         kernel = self.masking.struct_mask if self.masking is not None else None
+        if kernel is not None and self.mode == "3d":
+            raise ValueError("masking.struct_mask: struct masks are 2D/2.5D only; clear it for mode 3d")
         if kernel is not None:
             planes = len(kernel)
             wanted = 3 if self.mode == "2.5d" else 1
@@ -564,6 +573,9 @@ class AutoStructConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_stages(self) -> AutoStructConfig:
+        allowed = registry.METHODS["autostructn2v"].modes
+        if self.mode not in allowed:
+            raise ValueError(f"autoStructN2V works in modes {' and '.join(allowed)} only, not {self.mode}")
         for name in ("stage1", "stage2"):
             stage = getattr(self, name)
             if stage.mode != self.mode:
@@ -631,6 +643,9 @@ def make_autostruct_config(
 ) -> AutoStructConfig:
     """autoStructN2V config from a preset; override keys may be prefixed ``stage1.``, ``stage2.``
     or ``extractor.``; unprefixed training keys apply to both stages."""
+    allowed = registry.METHODS["autostructn2v"].modes
+    if mode not in allowed:
+        raise ConfigError(f"mode: autoStructN2V works in {' and '.join(allowed)} only, not {mode!r}")
     stages = {}
     for stage in (1, 2):
         config = make_config("n2v", mode, preset)

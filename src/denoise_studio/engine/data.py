@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .augment import augment, augment_3d, dihedral, kernel_symmetries  # noqa: F401 - dihedral: it lived here
 from .config import MIN_SLICES_2P5D, DataConfig
 from .io import InputError, check_image, check_values, image_layout
+from .registry import MIN_SLICES_3D
 
 #: Validation patches are capped so that a validation pass stays cheap next to an epoch.
 MAX_VALIDATION_PATCHES = 64
@@ -126,6 +128,11 @@ def check_layout_for_mode(shape: tuple[int, ...], dtype, mode: str, name: str = 
         raise InputError(
             f"{name}: insufficient stack depth for 2.5D: {zyx[0]} slice"
             f"{'s' if zyx[0] != 1 else ''}, need {MIN_SLICES_2P5D}; use 2D mode"
+        )
+    if mode == "3d" and zyx[0] < MIN_SLICES_3D:
+        raise InputError(
+            f"{name}: insufficient stack depth for 3D: {zyx[0]} slice{'s' if zyx[0] != 1 else ''}, need at least "
+            f"{MIN_SLICES_3D} (and data.patch_size_z for training); use 2D mode"
         )
     return zyx
 
@@ -231,6 +238,14 @@ class PatchSampler:
         self.mode = mode
         self.config = config
         self.patch = config.patch_size
+        #: Slices per patch: data.patch_size_z in 3D, one plane otherwise.
+        self.patch_z = config.patch_size_z if mode == "3d" else 1
+        for index, image in enumerate(images):
+            if image.shape[1] < self.patch_z:
+                raise InputError(
+                    f"image {index + 1}: {image.shape[1]} slices, fewer than the 3D patch depth "
+                    f"(data.patch_size_z {self.patch_z}); lower data.patch_size_z or use 2D or 2.5D"
+                )
         # With a struct mask, only augmentations that leave the kernel unchanged keep the noise
         # structure the kernel describes.
         self.transforms = kernel_symmetries(struct_kernel, config.augment_rotate) if struct_kernel is not None else None
@@ -273,6 +288,8 @@ class PatchSampler:
 
     # -- patches ----------------------------------------------------------------------------
     def _extract(self, stack_index: int, zs: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        if self.mode == "3d":
+            return self._extract_3d(stack_index, zs, ys, xs)
         image = self.stacks[stack_index]
         offsets = np.arange(self.patch)
         rows = ys[:, None, None] + offsets[None, :, None]
@@ -288,6 +305,28 @@ class PatchSampler:
             channels += [target[zs[:, None, None], rows, cols] for target in self.targets[stack_index]]
         return np.stack(channels, axis=1)
 
+    def _extract_3d(self, stack_index: int, zs: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """``(B, C, patch_size_z, P, P)`` blocks starting at (z, y, x): every channel, then the targets."""
+        offsets, depth = np.arange(self.patch), np.arange(self.patch_z)
+        planes = zs[:, None, None, None] + depth[None, :, None, None]
+        rows = ys[:, None, None, None] + offsets[None, None, :, None]
+        cols = xs[:, None, None, None] + offsets[None, None, None, :]
+        volumes = list(self.stacks[stack_index])
+        if self.targets is not None:
+            volumes += list(self.targets[stack_index])
+        return np.stack([volume[planes, rows, cols] for volume in volumes], axis=1)
+
+    def _origins_z(self, depth: int, count: int, rng: np.random.Generator) -> np.ndarray:
+        """Random first slices of ``count`` patches: every slice in 2D/2.5D, any block start in 3D."""
+        if self.mode == "3d":
+            return rng.integers(0, depth - self.patch_z + 1, size=count)
+        return np.repeat(np.arange(depth), self.config.patches_per_image)
+
+    def _patches_of(self, depth: int) -> int:
+        """Patches per epoch of a stack of ``depth`` slices: per slice, or per patch-deep slab in 3D."""
+        units = max(1, depth // self.patch_z) if self.mode == "3d" else depth
+        return self.config.patches_per_image * units
+
     def epoch(self, rng: np.random.Generator, batch_size: int) -> Iterator[np.ndarray]:
         """Yield shuffled, augmented batches ``(B, C, P, P)`` covering one epoch (C includes a
         paired target as the last channel)."""
@@ -295,8 +334,8 @@ class PatchSampler:
         for index, stack in enumerate(self.stacks):
             _, allowed = self._regions[index]
             depth = stack.shape[1]
-            n = self.config.patches_per_image * depth
-            zs = np.repeat(np.arange(depth), self.config.patches_per_image)
+            n = self._patches_of(depth)
+            zs = self._origins_z(depth, n, rng)
             flat = allowed[rng.integers(0, allowed.size, size=n)]
             width = stack.shape[3]
             picks.append((np.full(n, index), zs, flat // width, flat % width))
@@ -315,12 +354,14 @@ class PatchSampler:
                     for s in np.unique(stack_ids[chosen])
                 ]
             )
-            if self.config.augment:
+            if self.config.augment and self.mode == "3d":
+                batch = augment_3d(batch, rng, rotate=self.config.augment_rotate)
+            elif self.config.augment:
                 batch = augment(batch, rng, rotate=self.config.augment_rotate, allowed=self.transforms)
             yield np.ascontiguousarray(batch)
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        total = sum(self.config.patches_per_image * s.shape[1] for s in self.stacks)
+        total = sum(self._patches_of(s.shape[1]) for s in self.stacks)
         return -(-total // batch_size)
 
     def validation_patches(self, rng: np.random.Generator) -> np.ndarray:
@@ -328,7 +369,8 @@ class PatchSampler:
         items = [
             (index, z, y, x)
             for index, stack in enumerate(self.stacks)
-            for z in range(stack.shape[1])
+            # 3D: the held-out columns in patch-deep slabs (they cover every slice, so no slab leaks).
+            for z in range(0, stack.shape[1] - self.patch_z + 1, self.patch_z)
             for (y, x) in self._regions[index][0]
         ]
         if len(items) > MAX_VALIDATION_PATCHES:
@@ -357,32 +399,3 @@ def _allowed_origins(held_out: np.ndarray, patch: int) -> np.ndarray:
     )
     ys, xs = np.nonzero(counts == 0)
     return ys * width + xs
-
-
-def dihedral(array: np.ndarray, choice: int) -> np.ndarray:
-    """Element ``choice`` (0-7) of the dihedral group on the last two axes; 0-3 keep the axes."""
-    if choice & 1:
-        array = array[..., ::-1]
-    if choice & 2:
-        array = array[..., ::-1, :]
-    if choice & 4:
-        array = np.swapaxes(array, -1, -2)
-    return array
-
-
-def kernel_symmetries(kernel: np.ndarray, rotate: bool = True) -> tuple[int, ...]:
-    """The flips/rotations that map a struct kernel onto itself: the only safe augmentations for it."""
-    kernel = np.asarray(kernel, dtype=bool)
-    choices = range(8 if rotate else 4)
-    return tuple(c for c in choices if np.array_equal(dihedral(kernel, c), kernel))
-
-
-def augment(
-    batch: np.ndarray, rng: np.random.Generator, rotate: bool = True, allowed: tuple[int, ...] | None = None
-) -> np.ndarray:
-    """Random element of the dihedral group (8 flips/rotations), of the 4 axis-keeping flips, or of ``allowed``."""
-    options = np.asarray(allowed if allowed else range(8 if rotate else 4))
-    out = np.empty_like(batch)
-    for i, choice in enumerate(rng.choice(options, size=batch.shape[0])):
-        out[i] = dihedral(batch[i], int(choice))
-    return out

@@ -7,6 +7,10 @@ class InputError(ValueError):
     """The input image cannot be used; the message says why and what to do."""
 
 
+class PredictionStopped(RuntimeError):
+    """Prediction was stopped on request; nothing was written."""
+
+
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or out of range.
 

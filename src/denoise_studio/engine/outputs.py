@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .axes import ImageMeta, layout_for
+from .bigdata import fits_in_memory, is_zarr_path, predict_file_lazy, renamed_axes, zarr_axes
 from .events import ProgressCallback, StopRequest
 from .io import output_array, peek_image, read_image_meta, write_ome_tiff, write_tiff
 from .model import STAGE1, TrainedModel
@@ -59,11 +60,31 @@ def wanted_outputs(model: TrainedModel, with_stage1: bool = False) -> tuple[str,
 
 
 def write_result(
-    path: Path, array: np.ndarray, axes: str | None, meta: ImageMeta | None, dtype: str = "float32", input_dtype=None
+    path: Path,
+    array: np.ndarray,
+    axes: str | None,
+    meta: ImageMeta | None,
+    dtype: str = "float32",
+    input_dtype=None,
+    overwrite: bool = False,
 ) -> Path:
-    """One result file: an OME-TIFF with the input's axes, pixel sizes and channel names when its axes
-    are known, else a plain TIFF; ``dtype`` "input" gives the input's type (rounded, clipped)."""
+    """One result file: an OME-Zarr (``.zarr``) or an OME-TIFF with the input's axes, pixel sizes and
+    channel names when its axes are known, else a plain TIFF; ``dtype`` "input" gives the input's type
+    (rounded, clipped)."""
     array = output_array(array, dtype, input_dtype)
+    if is_zarr_path(path):
+        from .zarr_io import write_ome_zarr
+
+        layout = layout_for(array.shape, array.dtype, axes, str(path))
+        data = array if layout.declared else array.reshape(layout.squeezed)
+        meta = meta or ImageMeta()
+        written = zarr_axes(layout.axes, path)
+        return write_ome_zarr(
+            path, data, written, scales=renamed_axes(meta.scales, layout.axes, written),
+            units=renamed_axes(meta.units, layout.axes, written),
+            translation=renamed_axes(meta.translation, layout.axes, written),
+            channel_names=list(meta.channel_names) or None, overwrite=overwrite,
+        )  # fmt: skip
     if axes is None:
         return write_tiff(path, array)
     return write_ome_tiff(path, array, axes, meta)
@@ -100,8 +121,8 @@ def predict_and_write(
 def _streamable(model: TrainedModel, path: Path, axes: str | None) -> bool:
     """Whether the file can be predicted plane by plane from disk: a single-channel TIFF stack whose
     pages are its planes (anything else is read whole)."""
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return False
+    if path.suffix.lower() not in (".tif", ".tiff") or model.mode == "3d":
+        return False  # a 3D model needs the whole volume around each voxel, not one plane at a time
     shape, dtype, meta = peek_image(path, axes)
     if axes is not None:
         return False  # the user's axes may regroup the planes; read whole and rearrange
@@ -117,18 +138,37 @@ def predict_file_to(
     output: str = "denoised",
     axes: str | None = None,
     dtype: str = "float32",
+    overwrite: bool = False,
     tile_size: int = 256,
     batch_size: int = 4,
     device: str | None = None,
+    chunks: tuple[int, int, int] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
 ) -> Path:
     """One output of ``model`` on an image file, written atomically to ``target`` with the source's
-    axes, pixel sizes and channel names: a single-channel stack is streamed plane by plane (bounded
-    memory), anything else (channels, time and depth, user axes) is read whole."""
+    axes, pixel sizes and channel names.
+
+    An OME-Zarr (in or out), a cluster (``workers``, ``scheduler``) or a file too large for memory
+    goes block by block through dask (:mod:`.bigdata`); otherwise a single-channel stack is streamed
+    plane by plane and anything else (channels, time and depth, user axes) is read whole.
+    """
     source, target = Path(source), Path(target)
+    lazy_args = dict(
+        output=output, axes=axes, dtype=dtype, overwrite=overwrite, tile_size=tile_size, batch_size=batch_size,
+        device=device, chunks=chunks, workers=workers, scheduler=scheduler, callback=callback, stop=stop,
+    )  # fmt: skip
+    if workers is not None or scheduler is not None or is_zarr_path(source) or source.is_dir():
+        return predict_file_lazy(model, source, target, **lazy_args)
+    shape, file_dtype, _meta = peek_image(source, axes)
+    if not fits_in_memory(shape, file_dtype) and not model.joint and not _streamable(model, source, axes):
+        return predict_file_lazy(model, source, target, **lazy_args)
+    if is_zarr_path(target) and not model.joint:
+        return predict_file_lazy(model, source, target, **lazy_args)
     predictor = model.predictor(output, tile_size=tile_size, batch_size=batch_size, device=device)
-    if _streamable(model, source, axes):
+    if _streamable(model, source, axes) and not is_zarr_path(target):
         return predictor.predict_file(source, target, dtype=dtype, callback=callback, stop=stop)
     image, meta = read_image_meta(source, axes)
     # A stage-1 predictor names its one output "denoised": take the first, whatever it is called.
@@ -136,7 +176,7 @@ def predict_file_to(
     check_finite_output(array, output)
     if meta.axes is not None:
         meta = meta.for_layout(layout_for(image.shape, image.dtype, meta.axes, str(source)))
-    return write_result(target, array, meta.axes, meta, dtype, image.dtype)
+    return write_result(target, array, meta.axes, meta, dtype, image.dtype, overwrite=overwrite)
 
 
 def predict_file_outputs(

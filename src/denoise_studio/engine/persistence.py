@@ -372,7 +372,8 @@ def build_checked_model(config: DenoiseConfig, state: dict, source: Path, channe
     """The network for ``config`` (and ``channels`` image channels) with ``state`` loaded, after checking
     names, shapes, dtypes and values."""
     in_channels, out_channels = network_channels(config.mode, channels, config.data.channels == "joint")
-    model = build_model(config.model, in_channels, psf_sigma=config.psf_sigma, out_channels=out_channels)
+    dims = 3 if config.mode == "3d" else 2
+    model = build_model(config.model, in_channels, psf_sigma=config.psf_sigma, out_channels=out_channels, dims=dims)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

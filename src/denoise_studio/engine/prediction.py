@@ -18,16 +18,13 @@ import torch
 
 from .axes import layout_for
 from .data import Normalization, check_depth_for_prediction, normalize_channels, plane_input, triplet_indices
-from .errors import InputError
+from .errors import InputError, PredictionStopped
 from .events import PredictionEvent, ProgressCallback, StopRequest, emit
 from .io import LazyStack, check_values, output_array, write_tiff_stream
 from .registry import OUTPUTS
 from .training import autocast_context, memory_format, resolve_device, resolve_precision
 from .unet import DeconvUNet, UNet, prediction_radius
-
-
-class PredictionStopped(RuntimeError):
-    """Prediction was stopped on request; nothing was written."""
+from .volume import margins_for, predict_volume
 
 
 class NonFiniteOutputError(ValueError):
@@ -60,6 +57,7 @@ class Predictor:
         output: str = "denoised",
         outputs: tuple[str, ...] | None = None,
         joint: bool = False,
+        tile_size_z: int = 32,
     ):
         """``outputs`` (default ``(output,)``) are made together, from one forward pass per tile.
 
@@ -74,7 +72,8 @@ class Predictor:
                 raise ValueError("a deconvolved output needs a DecoNoising model (deconv.psf_sigma)")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.format = memory_format(self.device)
+        self.dims = getattr(model, "dims", 2)
+        self.format = memory_format(self.device, self.dims)
         self.model = model.to(device=self.device, memory_format=self.format).eval()
         self.normalizations = [normalization] if isinstance(normalization, Normalization) else list(normalization)
         self.normalization = self.normalizations[0]
@@ -92,6 +91,11 @@ class Predictor:
         self.mode = mode
         step = model.step
         self.margin = -(-prediction_radius(model) // step) * step
+        if self.dims == 3:
+            # Per axis (Z, Y, X): without Z pooling the Z margin is much smaller than the lateral one.
+            self.margins = margins_for(model)
+            self.margin = self.margins[-1]
+        self.tile_size_z = max(1, int(tile_size_z))
         self.tile_size = max(step, (int(tile_size) // step) * step)
         self.batch_size = max(1, int(batch_size))
 
@@ -156,6 +160,25 @@ class Predictor:
                         on_tiles(done, batches)
         return output[:, :height, :width]
 
+    def predict_volume_outputs(
+        self,
+        channels: np.ndarray,
+        stop: StopRequest | None = None,
+        on_tiles: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """3D mode: every output of one normalised ``(C, Z, Y, X)`` volume, ``(outputs x C_out, Z, Y, X)``,
+        tiled in Z, Y and X with the exact per-axis margins."""
+        tile = (self.tile_size_z, self.tile_size, self.tile_size)
+
+        def forward(tensor: torch.Tensor) -> torch.Tensor:
+            return self._forward(tensor.contiguous(memory_format=self.format)).float()
+
+        with autocast_context(self.device, self.precision):
+            return predict_volume(
+                forward, channels, steps=self.model.steps, margins=self.margins, tile=tile,
+                batch_size=self.batch_size, stop=stop, on_tiles=on_tiles, device=self.device,
+            )  # fmt: skip
+
     # -- images and stacks ---------------------------------------------------------------------
     def predict(
         self,
@@ -205,6 +228,17 @@ class Predictor:
                     source, norms, where = canonical[n, c : c + 1], self.normalizations[c : c + 1], slice(c, c + 1)
                 normalized = normalize_channels(source, norms)
                 out_norms = self.output_normalizations if c is None else self.output_normalizations[c : c + 1]
+                if self.mode == "3d":
+                    # Progress in volumes: a volume's tiles move the fraction through its own share.
+                    report = _tile_reporter(callback, done // depth, total // depth, start)
+                    volume = self.predict_volume_outputs(normalized, stop, report)
+                    volume = volume.reshape(len(self.outputs), len(out_norms), *normalized.shape[1:])
+                    for k, norm in enumerate(out_norms):
+                        volume[:, k] = norm.denormalize(volume[:, k])
+                    out[:, n, where] = volume
+                    done += depth
+                    emit(callback, _plane_event(done - 1, total, start))
+                    continue
                 for z in range(depth):
                     planes = self.predict_plane_outputs(
                         plane_input(normalized, z, self.mode), stop, _tile_reporter(callback, done, total, start)
@@ -227,6 +261,8 @@ class Predictor:
     ) -> Path:
         """Denoise a single-channel TIFF stack slice by slice, streaming the result to ``target``
         (bounded memory), with the source's axes and pixel sizes; ``dtype`` "input" keeps its type."""
+        if self.mode == "3d":
+            raise ValueError("a 3D model predicts whole volumes, not plane by plane; use predict_all")
         stack = LazyStack(source)
         try:
             self.check_channels(1, str(source))

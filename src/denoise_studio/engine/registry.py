@@ -26,7 +26,7 @@ class MethodInfo:
     supports_deconvolution: bool = False
     #: A two-stage pipeline with a review gate between the stages (autoStructN2V).
     pipeline: bool = False
-    modes: tuple[str, ...] = ("2d", "2.5d")
+    modes: tuple[str, ...] = ("2d", "2.5d", "3d")
 
     @property
     def needs_target(self) -> bool:
@@ -75,6 +75,8 @@ METHODS: dict[str, MethodInfo] = {
             "finds the noise structure, lets you review it as a mask, then trains structN2V.",
             blind_spot=True,
             pipeline=True,
+            # The mask review shows 2D kernels (three planes in 2.5D); there are no 3D struct masks.
+            modes=("2d", "2.5d"),
         ),
     )
 }
@@ -103,6 +105,8 @@ class ModeInfo:
 
 #: 2.5D needs enough slices for a meaningful train/validation split of centre slices.
 MIN_SLICES_2P5D = 20
+#: 3D patches are data.patch_size_z slices deep (at least 4); the stack must hold one.
+MIN_SLICES_3D = 4
 
 MODES: dict[str, ModeInfo] = {
     info.name: info
@@ -111,6 +115,11 @@ MODES: dict[str, ModeInfo] = {
         ModeInfo(
             "2.5d", "2.5D", f"Uses the slices above and below; needs a stack of at least {MIN_SLICES_2P5D} slices."
         ),
+        ModeInfo(
+            "3d", "3D",
+            "A 3D U-Net on 3D patches: the whole volume around each voxel; needs a stack at least as deep as "
+            "the patch (data.patch_size_z); turn off model.pool_z for stacks of few, thick slices.",
+        ),  # fmt: skip
     )
 }
 

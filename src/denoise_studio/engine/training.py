@@ -115,9 +115,11 @@ def autocast_context(device: torch.device, precision: str):
     return nullcontext()
 
 
-def memory_format(device: torch.device) -> torch.memory_format:
+def memory_format(device: torch.device, dims: int = 2) -> torch.memory_format:
     # channels_last lets oneDNN pick its fastest convolution kernels on the CPU.
-    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    if device.type != "cpu":
+        return torch.contiguous_format
+    return torch.channels_last_3d if dims == 3 else torch.channels_last
 
 
 # -- memory ----------------------------------------------------------------------------------
@@ -132,10 +134,12 @@ def estimate_training_bytes(config: DenoiseConfig, pixels: int = 0) -> int:
     """Bytes a training needs, roughly: the activations of one batch, the weights with Adam's two moments
     and gradients, and the normalised copy of ``pixels`` input pixels (targets double it)."""
     model, patch = config.model, config.data.patch_size
+    depth = config.data.patch_size_z if config.mode == "3d" else 1
     per_sample = 0
     for level in range(model.depth + 1):
         features = model.base_features * 2**level
-        per_sample += ACTIVATIONS_PER_LEVEL * features * (patch // 2**level) ** 2
+        slices = max(1, depth // 2**level) if model.pool_z else depth
+        per_sample += ACTIVATIONS_PER_LEVEL * features * (patch // 2**level) ** 2 * slices
     validation = max(config.training.batch_size, 16)  # validation batches run without gradients
     activations = 4 * per_sample * (config.training.batch_size + validation // 4)
     weights = 4 * 4 * sum(9 * (model.base_features * 2**level) ** 2 * 4 for level in range(model.depth + 1))
@@ -254,12 +258,13 @@ class Trainer:
         device = resolve_device(cfg.training.device)
         check_memory(cfg, sum(int(image.size) for image in images), device)
         precision = resolve_precision(cfg.training.precision, device)
-        fmt = memory_format(device)
+        dims = 3 if cfg.mode == "3d" else 2
+        fmt = memory_format(device, dims)
 
         struct = getattr(self.method, "struct_kernel", None)
         sampler = PatchSampler(normalized, cfg.mode, cfg.data, rng, struct_kernel=struct, targets=targets, joint=joint)
         in_channels, out_channels = network_channels(cfg.mode, channels, joint)
-        model = build_model(cfg.model, in_channels, psf_sigma=cfg.psf_sigma, out_channels=out_channels)
+        model = build_model(cfg.model, in_channels, psf_sigma=cfg.psf_sigma, out_channels=out_channels, dims=dims)
         if initial_state is not None:
             model.load_state_dict(initial_state)
         model = model.to(device=device, memory_format=fmt)

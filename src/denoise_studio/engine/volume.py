@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .data import dihedral
+from .augment import augment_3d  # noqa: F401 - re-exported: it lived here
+from .errors import PredictionStopped
 from .events import StopRequest
 from .unet import UNet, prediction_radii
 
@@ -86,10 +87,6 @@ def predict_volume(
         for (tz, ty, tx), group in by_shape.items():
             for start in range(0, len(group), batch_size):
                 if stop is not None and stop.requested:
-                    # Imported here: the predictor module imports this one, so a top-level import
-                    # would be circular.
-                    from .prediction import PredictionStopped
-
                     raise PredictionStopped("prediction stopped on request")
                 chunk = group[start : start + batch_size]
                 batch = np.stack(
@@ -128,24 +125,3 @@ def patches_3d(volume: np.ndarray, origins: np.ndarray, size: Sequence[int]) -> 
         raise ValueError(f"patch origins must lie within (0, 0, 0) and {tuple(int(v) for v in limits)}")
     windows = np.lib.stride_tricks.sliding_window_view(volume, size, axis=(1, 2, 3))
     return np.moveaxis(windows[:, origins[:, 0], origins[:, 1], origins[:, 2]], 0, 1)
-
-
-def augment_3d(batch: np.ndarray, rng: np.random.Generator, rotate: bool = True) -> np.ndarray:
-    """Random flips along X, Y and Z and, with ``rotate``, 90-degree rotations (transposes) in the Y-X
-    plane, chosen per patch of ``batch`` ``(B, C, D, H, W)``.
-
-    Z is never exchanged with Y or X: stacks are anisotropic, their Z spacing is not the lateral one.
-    Rotations need square Y-X patches.
-    """
-    batch = np.asarray(batch)
-    if batch.ndim != 5:
-        raise ValueError(f"a batch of volumes is (B, C, D, H, W), got shape {batch.shape}")
-    if rotate and batch.shape[-1] != batch.shape[-2]:
-        raise ValueError(f"rotations in the Y-X plane need square patches, got {batch.shape[-2]}x{batch.shape[-1]}")
-    # The Y-X dihedral group (8 elements, or its 4 flips) times a flip in Z.
-    lateral = 8 if rotate else 4
-    out = np.empty_like(batch)
-    for i, choice in enumerate(rng.integers(0, 2 * lateral, size=batch.shape[0])):
-        patch = dihedral(batch[i], int(choice) % lateral)
-        out[i] = patch[..., ::-1, :, :] if choice >= lateral else patch
-    return out

@@ -8,8 +8,9 @@ The session also owns the job slot that keeps to one engine job (training or pro
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ import numpy as np
 from psygnal import Signal
 
 from ... import api
+from ...engine.axes import ImageMeta, Layout, layout_for, parse_axes
 from ...engine.config import AutoStructConfig, DenoiseConfig, with_mode
 from ...engine.data import check_layout_for_mode
 from ...engine.events import ProgressEvent
@@ -70,6 +72,60 @@ def _timestamp() -> str:
     return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
+def full_resolution(layer):
+    """A layer's pixels as the layer holds them (numpy, dask or zarr; a multiscale layer's full
+    resolution), never read: only ``.shape`` and ``.dtype`` may be used on the GUI thread."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def layer_shape(layer) -> tuple[int, ...]:
+    return tuple(int(n) for n in full_resolution(layer).shape)
+
+
+def read_pixels(data) -> np.ndarray:
+    """``data`` as a numpy array: a lazy (dask, zarr) layer is read here, so call it in a worker thread."""
+    return np.asarray(data)
+
+
+def metadata_value(layer, key: str):
+    """``layer.metadata[key]``, as a reader puts it, else ``layer.metadata["denoise_studio"][key]`` (ours)."""
+    metadata = getattr(layer, "metadata", None)
+    if not isinstance(metadata, Mapping):
+        return None
+    if metadata.get(key) is not None:
+        return metadata[key]
+    ours = metadata.get("denoise_studio")
+    return ours.get(key) if isinstance(ours, Mapping) else None
+
+
+def layer_axes(layer) -> str:
+    """The axes a layer says it has (its metadata), else the axes guessed for its shape when they name
+    every dimension ("YX", "ZYX"); "" when neither is known (4D data, a channels-last image): the user types them."""
+    declared = metadata_value(layer, "axes")
+    if isinstance(declared, str) and declared.strip():
+        return declared.strip().upper()
+    data = full_resolution(layer)
+    try:
+        guessed = layout_for(data.shape, data.dtype, None, name=layer.name)
+    except InputError:
+        return ""
+    # A guess that dropped singleton dimensions ((1, Y, X) read as YX) is no axes string for the shape.
+    return guessed.axes if len(guessed.axes) == len(data.shape) else ""
+
+
+def describe_layout(layout: Layout) -> str:
+    """What the status says of an image, e.g. "2 channels, 64×64" or "20 slices of 48×48"."""
+    size = f"{layout.size('Y')}×{layout.size('X')}"
+    parts = []
+    if layout.samples > 1:
+        only_time = "T" in layout.axes and "S" not in layout.axes
+        parts.append(f"{layout.samples} {'time points' if only_time else 'images'}")
+    if layout.channels > 1:
+        parts.append(f"{layout.channels} channels")
+    parts.append(size if layout.depth == 1 else f"{layout.depth} slices of {size}")
+    return ", ".join(parts)
+
+
 class Session:
     """The evented state of one viewer's docks (psygnal signals, no Qt: testable without a display)."""
 
@@ -78,6 +134,8 @@ class Session:
     #: The config object changed; the argument is the widget that changed it (or None).
     config_changed = Signal(object)
     data_changed = Signal()
+    #: The axes of the chosen layer ("" = guessed from its shape) were set, by a layer choice or an edit.
+    axes_changed = Signal(str)
     workflow_changed = Signal(str)
     #: True while a job runs or a training run waits at its review gate (see ``active``).
     busy_changed = Signal(bool)
@@ -109,6 +167,9 @@ class Session:
         self._source = None
         #: The paired image of Noise2Noise / CARE (a second noisy, or a clean acquisition).
         self._target = None
+        #: The axes of the chosen input layer (and its target), e.g. "CYX"; "" = guessed from its shape
+        #: (YX or ZYX). Set from the layer whenever another one is chosen; the user may edit it.
+        self.axes = ""
         #: The name of a chosen input layer that was deleted (for the message), until another is chosen.
         self.lost_source: str | None = None
         self.model: TrainedModel | None = None
@@ -187,10 +248,56 @@ class Session:
         return self._source if self._alive(self._source) else None
 
     def set_source_layer(self, name: str | None) -> None:
-        self._source = self._find(name)
-        if self._source is not None:
+        layer = self._find(name)
+        chosen_another = layer is not self._source
+        self._source = layer
+        if layer is not None:
             self.lost_source = None
+        if chosen_another:
+            # Re-choosing the same layer keeps the user's edit; another layer brings its own axes.
+            self.axes = layer_axes(layer) if layer is not None else ""
+            self.axes_changed.emit(self.axes)
         self.data_changed.emit()
+
+    def set_axes(self, axes: str) -> None:
+        """The axes of the chosen layer as the user typed them ("" = guess); checked by the data status."""
+        axes = axes.strip().upper()
+        if axes == self.axes:
+            return
+        self.axes = axes
+        self.axes_changed.emit(axes)
+        self.data_changed.emit()
+
+    def axes_for(self, name: str) -> str | None:
+        """The axes a layer is denoised with: the field's for the chosen input layer, the layer's own
+        (metadata, or the guess) for any other; None: guessed from the shape by the engine."""
+        layer = self._layer(name)
+        if layer is self.source_layer_object():
+            return self.axes or None
+        return layer_axes(layer) or None
+
+    def layer_meta(self, name: str, axes: str | None) -> ImageMeta | None:
+        """What a layer's result files carry beside its axes: the layer's scale and translate per axis
+        (physical pixel sizes) and the channel names and units a reader put in its metadata. None
+        without axes (the result is then a plain TIFF)."""
+        if not axes:
+            return None
+        layer = self._layer(name)
+        letters = parse_axes(axes, layer.ndim, name=f"layer {name!r}: axes")
+        scale = [float(n) for n in layer.scale]
+        translate = [float(n) for n in layer.translate]
+        # napari's default scale of 1 says nothing of the pixel size, so only a set scale is written.
+        physical = "TZYX"
+        scaled = any(not math.isclose(n, 1.0) for axis, n in zip(letters, scale, strict=True) if axis in physical)
+        units = metadata_value(layer, "units")
+        names = metadata_value(layer, "channel_names")
+        return ImageMeta(
+            axes=letters,
+            scales={a: n for a, n in zip(letters, scale, strict=True) if a in physical} if scaled else {},
+            units={str(k): str(v) for k, v in units.items()} if isinstance(units, Mapping) else {},
+            translation={a: n for a, n in zip(letters, translate, strict=True) if a in physical and n != 0},
+            channel_names=tuple(str(n) for n in names) if isinstance(names, (list, tuple)) else (),
+        )
 
     def set_target_layer(self, name: str | None) -> None:
         self._target = self._find(name)
@@ -221,15 +328,16 @@ class Session:
             and config.supervised.target_from is None
         )
 
-    def target_data(self) -> tuple[str, np.ndarray] | None:
-        """The target layer's pixels when the method needs one (raises InputError when it is missing)."""
+    def target_data(self):
+        """(name, pixels) of the target layer when the method needs one (raises InputError when it is
+        missing). The pixels are the layer's array, not yet read (see :meth:`training_data`)."""
         if not self.needs_target_layer:
             return None
         if not self.target_layer:
             raise InputError("choose a target layer: the paired image of the same field")
         if self.target_layer == self.source_layer:
             raise InputError("the target layer is the image layer itself; choose the paired image")
-        return self.target_layer, self.layer_data(self.target_layer)
+        return self.target_layer, self.layer_array(self.target_layer)
 
     def target_status(self) -> tuple[bool, str] | None:
         """(ready, message) for the target, None when the method takes none. Only the cheap checks run
@@ -246,7 +354,7 @@ class Session:
             if self.target_layer == self.source_layer:
                 raise InputError("the target layer is the image layer itself; choose the paired image")
             name = self.target_layer
-            shape, target_shape = self._checked_layout(self.source_layer), self._checked_layout(name)
+            shape, target_shape = self._checked_layout(self.source_layer).shape, self._checked_layout(name).shape
             if target_shape != shape:
                 raise InputError(f"target {name}: shape {target_shape} differs from the input {shape}")
         except InputError as err:
@@ -266,26 +374,33 @@ class Session:
             raise InputError(f"{name}: is an RGB layer; convert it to a single channel first")
         return layer
 
+    def layer_array(self, name: str):
+        """The array of an image layer as it holds it (numpy, dask, zarr; a multiscale layer's full
+        resolution), not read: safe on the GUI thread. Read it with :func:`read_pixels` in the worker."""
+        return full_resolution(self._layer(name))
+
     def layer_data(self, name: str) -> np.ndarray:
-        """The pixels of an image layer as a numpy array; a multiscale layer gives its full resolution."""
-        layer = self._layer(name)
-        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-        return np.asarray(data)
+        """The pixels of an image layer as a numpy array. Reads a lazy layer whole: worker threads only."""
+        return read_pixels(self.layer_array(name))
 
-    def _checked_layout(self, name: str) -> tuple[int, int, int]:
-        """The (Z, Y, X) layout of a layer for the current mode, from its shape and type alone: this runs
-        on the GUI thread at every edit, so it never reads pixels (the values are checked at Start, in
-        the worker)."""
-        layer = self._layer(name)
-        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-        return check_layout_for_mode(data.shape, data.dtype, self.mode, name=f"layer {name!r}")
+    def _checked_layout(self, name: str) -> Layout:
+        """The layout of a layer with the session's axes, checked for the current mode from its shape and
+        type alone: this runs on the GUI thread at every edit, so it never reads pixels (the values are
+        checked at Start, in the worker)."""
+        data = self.layer_array(name)
+        label = f"layer {name!r}"
+        layout = layout_for(data.shape, data.dtype, self.axes or None, name=label)
+        check_layout_for_mode(layout.canonical_shape[2:], data.dtype, self.mode, name=label)
+        return layout
 
-    def training_data(self) -> tuple[str, np.ndarray]:
-        """The chosen layer, its layout checked for the current mode (raises InputError with a readable message)."""
+    def training_data(self):
+        """(name, pixels) of the chosen layer, its layout checked for the current mode (raises InputError
+        with a readable message). The pixels are the layer's array, not yet read: a lazy layer is read
+        by the training job, never on the GUI thread."""
         if not self.source_layer:
             raise InputError("choose an image layer to train on, or open a TIFF file")
         self._checked_layout(self.source_layer)
-        return self.source_layer, self.layer_data(self.source_layer)
+        return self.source_layer, self.layer_array(self.source_layer)
 
     def data_status(self) -> tuple[bool, str]:
         """(ready, message) for the chosen training data (cheap: shape and type only)."""
@@ -294,12 +409,10 @@ class Session:
                 return False, f"the layer {self.lost_source!r} was deleted; choose another image layer"
             return False, "choose an image layer to train on, or open a TIFF file"
         try:
-            planes, height, width = self._checked_layout(self.source_layer)
+            layout = self._checked_layout(self.source_layer)
         except InputError as err:
             return False, str(err)
-        size = f"{height}×{width}"
-        what = size if planes == 1 else f"{planes} slices of {size}"
-        return True, f"{self.source_layer}: {what}, ready for {mode_label(self.mode)} training"
+        return True, f"{self.source_layer}: {describe_layout(layout)}, ready for {mode_label(self.mode)} training"
 
     # -- models ---------------------------------------------------------------------------------
     def new_training_id(self) -> str:

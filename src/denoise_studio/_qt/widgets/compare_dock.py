@@ -50,7 +50,7 @@ from superqt import QLabeledDoubleSlider, QLabeledSlider
 from ...engine.compare import compare_results
 from ...engine.filters import apply_filter
 from ...engine.io import InputError
-from ..state.session import Session, unique_layer_name
+from ..state.session import Session, layer_shape, read_pixels, unique_layer_name
 from ..workers.worker import EngineJob, Outcome, guarded
 from .dock import StudioDock
 from .side_by_side import SideBySide
@@ -124,11 +124,6 @@ def looks_like_reference(layer) -> bool:
     if marks_reference(layer.metadata):
         return True
     return any(word in name for word in REFERENCE_WORDS) or bool(REFERENCE_MARKS.search(name))
-
-
-def layer_shape(layer) -> tuple[int, ...]:
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    return tuple(data.shape)
 
 
 def layer_key(layer) -> str:
@@ -490,10 +485,11 @@ class CompareDock(StudioDock):
         if self.live_preview.isChecked() and noisy_name in self.viewer.layers:
             wanted = [spec for spec in self.chosen_filters() if spec.name in LIVE_FILTERS]
         try:
-            noisy = self.session.layer_data(noisy_name) if wanted else None
+            # The layer's array, read by the job: a lazy layer is never read on the GUI thread.
+            noisy = self.session.layer_array(noisy_name) if wanted else None
         except InputError:
             noisy, wanted = None, []
-        if noisy is not None and noisy.size > LIVE_PREVIEW_PIXELS:
+        if noisy is not None and math.prod(noisy.shape) > LIVE_PREVIEW_PIXELS:
             self._set_status(f"{noisy_name} is too large for a live preview; press Compute.", ok=None)
             noisy, wanted = None, []
         self._drop_previews(keep={spec.name for spec in wanted})
@@ -504,7 +500,8 @@ class CompareDock(StudioDock):
             return False
 
         def call(_callback, _stop) -> dict[str, tuple[FilterSpec, np.ndarray]]:
-            return {spec.name: (spec, apply_filter(noisy, spec.name, spec.size)) for spec in wanted}
+            pixels = read_pixels(noisy)
+            return {spec.name: (spec, apply_filter(pixels, spec.name, spec.size)) for spec in wanted}
 
         # No parent: the job must outlive a dock closed mid-preview, or the session's slot would stay taken.
         job = EngineJob("filter preview", call)
@@ -587,13 +584,17 @@ class CompareDock(StudioDock):
         if not results and not filters:
             return self._refuse("choose at least one result layer or filter to compare")
         try:
-            noisy = self.session.layer_data(noisy_name)
-            arrays = {name: self.session.layer_data(name) for name in results}
-            reference = self.session.layer_data(reference_name) if reference_name else None
+            # The layers' arrays, read by the job: a lazy layer is never read on the GUI thread.
+            noisy_array = self.session.layer_array(noisy_name)
+            result_arrays = {name: self.session.layer_array(name) for name in results}
+            reference_array = self.session.layer_array(reference_name) if reference_name else None
         except InputError as err:
             return self._refuse(str(err))
 
         def call(_callback, _stop) -> Comparison:
+            noisy = read_pixels(noisy_array)
+            arrays = {name: read_pixels(array) for name, array in result_arrays.items()}
+            reference = None if reference_array is None else read_pixels(reference_array)
             filtered = {spec.label: apply_filter(noisy, spec.name, spec.size) for spec in filters}
             try:
                 rows = compare_results(noisy, {**arrays, **filtered}, reference)

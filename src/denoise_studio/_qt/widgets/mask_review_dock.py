@@ -157,8 +157,11 @@ class MaskReviewDock(StudioDock):
 
     # -- following a run ---------------------------------------------------------------------------------------
     def _follow(self, run: TrainingRun) -> None:
+        # The previous run's connections go first, so an ended run can be freed: a bound Qt signal does
+        # not keep its run alive, and disconnecting it once the run's last reference (self.run) has gone
+        # would touch a deleted object (a crash, not an exception).
+        self._run_links.release()
         self.run = run
-        self._run_links.release()  # the previous run's connections go, so an ended run can be freed
         self._run_links.connect(run.review_requested, self.show_extraction)
         self._run_links.connect(run.state_changed, self._on_run_state)
 

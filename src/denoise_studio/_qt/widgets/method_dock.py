@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QRadioButton,
     QStackedWidget,
@@ -26,8 +27,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ...engine.axes import ImageMeta, layout_for
 from ...engine.config import DeconvConfig, SupervisedConfig
-from ...engine.io import InputError, load_image
+from ...engine.io import InputError, read_image_meta
 from ...engine.persistence import ModelFileError
 from ...engine.registry import DECONVOLUTION_METHODS, METHODS, MODES, TARGET_METHODS
 from ..state.session import Session, unique_layer_name
@@ -136,10 +138,12 @@ class MethodDock(StudioDock):
         self._links.connect(self.session.mode_changed, self._show_session)
         self._links.connect(self.session.workflow_changed, self._show_session)
         self._links.connect(self.session.data_changed, self._show_data_status)
+        self._links.connect(self.session.axes_changed, self._show_axes)
         self._links.connect(self.session.config_changed, lambda _source: self._show_method_fields())
         self._links.connect(self.session.busy_changed, self._on_busy)
         self._links.connect(self.session.notice, self._show_notice)
         self._refresh_layers()
+        self._show_axes(self.session.axes)
         self._show_session()
 
     # -- pages -----------------------------------------------------------------------------------------
@@ -157,6 +161,18 @@ class MethodDock(StudioDock):
         self.open_tiff_button.clicked.connect(self._choose_tiff)
         row.addWidget(self.open_tiff_button)
         layout.addLayout(row)
+        axes_row = QHBoxLayout()
+        axes_row.addWidget(QLabel("Axes"))
+        self.axes_edit = QLineEdit()
+        self.axes_edit.setPlaceholderText("guessed: YX or ZYX")
+        self.axes_edit.setToolTip(
+            "What each dimension of the layer is, one letter per dimension: S (samples), T (time), "
+            "C (channels), Z (depth), Y, X, e.g. CZYX. Filled in from the layer (its file's axes, or the guess "
+            "for its shape); empty: guessed as YX or ZYX."
+        )
+        self.axes_edit.textEdited.connect(self.session.set_axes)
+        axes_row.addWidget(self.axes_edit, 1)
+        layout.addLayout(axes_row)
         self.data_status = QLabel()
         self.data_status.setWordWrap(True)
         layout.addWidget(self.data_status)
@@ -316,19 +332,54 @@ class MethodDock(StudioDock):
             self.open_tiff(path)
 
     def open_tiff(self, path: str | Path) -> str | None:
-        """Read a TIFF into a new layer and train on it; returns the layer name (None on failure)."""
+        """Read a TIFF into a new layer and train on it; returns the layer name (None on failure).
+
+        The file's axes, pixel sizes and channel names go into the layer (metadata and scale), so the
+        axes field fills in from them and the results carry them."""
         path = Path(path)
         try:
-            stack = load_image(path)
+            image, meta = read_image_meta(path)
+            layout = layout_for(image.shape, image.dtype, meta.axes, name=str(path))
         except InputError as err:
             self._set_status(self.data_status, False, str(err))
             show_error(f"Cannot open {path.name}: {err}")
             return None
-        image = stack[0] if stack.shape[0] == 1 else stack
         name = unique_layer_name(self.viewer, path.stem)
-        self.viewer.add_image(image, name=name)
+        if meta.axes is None:
+            # No axes the file vouches for: its guessed stack, without the singleton dimensions.
+            self.viewer.add_image(image.reshape(layout.squeezed), name=name)
+        else:
+            self.viewer.add_image(image, name=name, **self._placement(meta), metadata=self._file_metadata(meta))
         self.select_layer(name)
         return name
+
+    @staticmethod
+    def _placement(meta: ImageMeta) -> dict:
+        """napari's scale and translate for a file's pixel sizes and origin, one entry per axis."""
+        return {
+            "scale": [meta.scales.get(axis, 1.0) for axis in meta.axes],
+            "translate": [meta.translation.get(axis, 0.0) for axis in meta.axes],
+        }
+
+    @staticmethod
+    def _file_metadata(meta: ImageMeta) -> dict:
+        # Top-level keys, as a reader plugin would set them: the "denoise_studio" key marks our own results.
+        metadata: dict = {"axes": meta.axes}
+        if meta.units:
+            metadata["units"] = dict(meta.units)
+        if meta.channel_names:
+            metadata["channel_names"] = list(meta.channel_names)
+        return metadata
+
+    def set_axes(self, axes: str) -> None:
+        """Type ``axes`` into the axes field, as a user would."""
+        self.axes_edit.setText(axes)
+        self.session.set_axes(axes)
+
+    def _show_axes(self, axes: str) -> None:
+        # The user's own spelling (e.g. lower case) stays while it means the session's axes.
+        if self.axes_edit.text().strip().upper() != axes:
+            self.axes_edit.setText(axes)
 
     def _show_data_status(self) -> None:
         ready, message = self.session.data_status()
@@ -449,6 +500,7 @@ class MethodDock(StudioDock):
         # Method, mode and data are part of the run that is going on; changing them mid-run would mislead.
         self._enable_choices()
         self.layer_combo.setEnabled(not busy)
+        self.axes_edit.setEnabled(not busy)
         self.open_tiff_button.setEnabled(not busy)
         self.target_combo.setEnabled(not busy and self.session.needs_target_layer)
         for editor in self.editors.values():

@@ -45,6 +45,8 @@ class ResultsDock(StudioDock):
         self.side_by_side = SideBySide(self.viewer)
         self.job: EngineJob | None = None
         self._job_model: TrainedModel | None = None
+        #: The axes of the layer being denoised, for its result layers.
+        self._job_axes: str | None = None
 
         # -- model card --
         self.card = QGroupBox("Model")
@@ -216,20 +218,23 @@ class ResultsDock(StudioDock):
             load = self.open_result.isChecked()
 
             def call(callback, stop) -> Prediction:
+                # The file's own axes (OME-TIFF, ImageJ) or the guess: the axes field describes the input layer.
                 return predict_file(model, path, out_dir, callback, stop, with_stage1, load)
 
-            what = path.name
+            what, axes = path.name, None
         else:
             name = self.layer_combo.currentText()
             if not name:
                 return self._refuse("no image layer to denoise: open an image, or choose a TIFF file")
             try:
-                image = self.session.layer_data(name)
+                image = self.session.layer_array(name)  # read by the job: a lazy layer may be large
+                axes = self.session.axes_for(name)
+                meta = self.session.layer_meta(name, axes)
             except InputError as err:
                 return self._refuse(str(err))
 
             def call(callback, stop) -> Prediction:
-                return predict_image(model, image, name, out_dir, callback, stop, with_stage1)
+                return predict_image(model, image, name, out_dir, callback, stop, with_stage1, axes=axes, meta=meta)
 
             what = name
         reason = self.session.busy_reason()
@@ -240,7 +245,7 @@ class ResultsDock(StudioDock):
         self.progress.setValue(0)
         self.progress.setFormat("starting")
         job = EngineJob(f"processing {what}", call)
-        self.job, self._job_model = job, model
+        self.job, self._job_model, self._job_axes = job, model, axes
         on_done = guarded(self._on_done, lambda message: self._status(f"Failed: {message}", ok=False))
         self._update_buttons()
         reason = self.session.run_job(job, f"processing {what}", on_done, self._on_progress)
@@ -261,6 +266,7 @@ class ResultsDock(StudioDock):
     def _on_done(self, outcome: Outcome) -> None:
         self.job = None
         model, self._job_model = self._job_model, None
+        axes, self._job_axes = self._job_axes, None
         self._update_buttons()
         if not outcome.ok:
             self.progress.setFormat("stopped" if isinstance(outcome.error, PredictionStopped) else "failed")
@@ -275,7 +281,7 @@ class ResultsDock(StudioDock):
         self.progress.setFormat("done")
         files = ", ".join(str(path) for path in prediction.files.values())
         if prediction.arrays:
-            names = add_result_layers(self.session, model, prediction)
+            names = add_result_layers(self.session, model, prediction, axes=axes)
             if prediction.source in self.viewer.layers:
                 ordered = sorted(names, key=lambda n: 0 if "(stage 1)" in n else 1)
                 self.session.set_comparison(prediction.source, ordered)

@@ -232,6 +232,11 @@ class TrainingDock(StudioDock):
         self._links.connect(self.session.method_changed, self._on_method_changed)
         self._links.connect(self.session.busy_changed, self._on_busy)
         self._links.connect(self.session.run_started, self._attach)
+        # Start waits for usable data: a bad layer, axes or target disables it, with the reason as its tooltip.
+        self._links.connect(self.session.data_changed, self._update_start)
+        self._links.connect(self.session.method_changed, self._update_start)
+        self._links.connect(self.session.workflow_changed, self._update_start)
+        self._links.connect(self.session.config_changed, self._update_start)
         # Closing the window must not leave a training running on: once the last training dock of
         # the session is gone, the run stops within a batch.
         self.session.attach_training_view(self)
@@ -240,6 +245,7 @@ class TrainingDock(StudioDock):
             # A dock opened while a run goes on (or reopened after being closed) shows it and can stop it.
             self._attach(run)
             self._show_state(run.state, run.message)
+        self._update_start()
 
     # -- phases -------------------------------------------------------------------------------------------
     def _build_phases(self) -> None:
@@ -282,17 +288,17 @@ class TrainingDock(StudioDock):
             reason = f"the configuration is not valid: {session.config_error}"
         if not reason:
             try:
+                # The layers' arrays, not their pixels: the job reads them (a lazy layer may be large).
                 source, image = session.training_data()
                 # A missing target refuses the start here; its alignment is checked in the job.
                 found = session.target_data()
-                target = None if found is None else found[1]
+                run = TrainingRun(session, source, image, None if found is None else found[1])
             except InputError as err:
                 reason = str(err)
         if reason:
             self._refuse(reason)
             return False
         self.notice.hide()
-        run = TrainingRun(session, source, image, target)
         reason = run.start()  # every Training dock of this viewer attaches to it (see _attach)
         if reason:
             self._refuse(reason)
@@ -303,14 +309,34 @@ class TrainingDock(StudioDock):
         """Show ``run``, whichever Training dock of this viewer started it."""
         if run is self.run:
             return
+        # The previous run's connections go first, so an ended run (its networks, its data) can be freed;
+        # once self.run no longer holds it, disconnecting its signals would touch a deleted object.
+        self._run_links.release()
         self.run = run
         self.notice.hide()
         self._build_phases()
-        # The previous run's connections go, so an ended run (its networks, its data) can be freed.
-        self._run_links.release()
         self._run_links.connect(run.progress, self._on_progress)
         self._run_links.connect(run.state_changed, self._show_state)
         self._run_links.connect(run.phase_changed, self._on_phase)
+
+    def data_problem(self) -> str:
+        """Why the chosen data cannot be trained on ("" when it can): the cheap checks of the Method dock's
+        status (shape, type, axes, mode, target), which read no pixel."""
+        session = self.session
+        if session.workflow == "import":
+            return ""  # Start then says that the workflow imports a model
+        ready, message = session.data_status()
+        if ready:
+            target = session.target_status()
+            ready, message = target if target is not None else (True, "")
+        return "" if ready else message
+
+    def _update_start(self, _value=None) -> None:
+        problem = self.data_problem()
+        self.start_button.setEnabled(not problem)
+        self.start_button.setToolTip(
+            f"Cannot start: {problem}" if problem else "Train on the chosen image with the current configuration."
+        )
 
     def stop(self) -> None:
         if self.run is not None and self.run.active:

@@ -12,11 +12,12 @@ import numpy as np
 import tifffile
 import torch
 
+from ...engine.axes import ImageMeta
 from ...engine.events import ProgressCallback, StopRequest
 from ...engine.model import TrainedModel
 from ...engine.outputs import Prediction, predict_and_write, predict_file_outputs
 from ...engine.registry import method_label
-from ..state.session import Session, unique_layer_name
+from ..state.session import Session, layer_shape, read_pixels, unique_layer_name
 
 STAGE_LABELS = {"stage1": "stage 1", "stage2": "stage 2"}
 
@@ -29,18 +30,21 @@ def release_device_memory() -> None:
 
 def predict_image(
     model: TrainedModel,
-    image: np.ndarray,
+    image,
     source: str,
     out_dir: Path,
     callback: ProgressCallback,
     stop: StopRequest,
     with_stage1: bool = False,
+    axes: str | None = None,
+    meta: ImageMeta | None = None,
 ) -> Prediction:
-    """Denoise an array (worker thread) and write each output as a TIFF into ``out_dir``."""
+    """Denoise an array of ``axes`` (worker thread: a lazy layer's array is read here) and write each
+    output into ``out_dir``: an OME-TIFF with ``meta``'s pixel sizes when the axes are known, else a TIFF."""
     try:
         return predict_and_write(
-            model, image, out_dir, source=source, stem=source, with_stage1=with_stage1, unique=True,
-            callback=callback, stop=stop,
+            model, read_pixels(image), out_dir, axes=axes, meta=meta, source=source, stem=source,
+            with_stage1=with_stage1, unique=True, callback=callback, stop=stop,
         )  # fmt: skip
     finally:
         model.release_device_memory()
@@ -54,10 +58,14 @@ def predict_file(
     stop: StopRequest,
     with_stage1: bool = False,
     load_result: bool = True,
+    axes: str | None = None,
 ) -> Prediction:
-    """Denoise a TIFF slice by slice straight to disk (bounded memory); optionally read the result back."""
+    """Denoise a TIFF to disk (a single-channel stack slice by slice, in bounded memory); optionally read
+    the result back. ``axes`` overrides the file's own (None: the file's, or the guess)."""
     try:
-        result = predict_file_outputs(model, path, out_dir, with_stage1=with_stage1, callback=callback, stop=stop)
+        result = predict_file_outputs(
+            model, path, out_dir, with_stage1=with_stage1, axes=axes, callback=callback, stop=stop
+        )
     finally:
         model.release_device_memory()
     if load_result:
@@ -74,30 +82,34 @@ def result_layer_name(model: TrainedModel, source: str, which: str) -> str:
     return f"{source} denoised ({STAGE_LABELS.get(which, which)})"
 
 
-def add_result_layers(session: Session, model: TrainedModel, prediction: Prediction) -> list[str]:
-    """Add each result array as a new layer (GUI thread); returns the layer names, final first."""
+def add_result_layers(
+    session: Session, model: TrainedModel, prediction: Prediction, axes: str | None = None
+) -> list[str]:
+    """Add each result array as a new layer (GUI thread); returns the layer names, final first.
+
+    A result of its input's shape lies over it (same scale and translate); ``axes`` (the input's) go
+    into its metadata, so that denoising or training on the result uses them too."""
     viewer = session.viewer
     source_layer = viewer.layers[prediction.source] if prediction.source in viewer.layers else None  # noqa: SIM401
     names = []
     for which in sorted(prediction.arrays, key=lambda w: w != "denoised"):
+        array = prediction.arrays[which]
         style = {}
+        if source_layer is not None and tuple(array.shape) == layer_shape(source_layer):
+            style = {"scale": source_layer.scale, "translate": source_layer.translate}
         # A paired model answers in the target's scale, so the input's display range would not fit it.
         if source_layer is not None and model.target_normalization is None:
             # Same colormap and display range as the input, so the two compare at a glance.
-            style = {"colormap": source_layer.colormap.name, "contrast_limits": source_layer.contrast_limits}
+            style |= {"colormap": source_layer.colormap.name, "contrast_limits": source_layer.contrast_limits}
+        ours = {
+            "source": prediction.source,
+            "training_id": model.name,
+            "output": which,
+            "file": str(prediction.files.get(which, "")),
+        }
+        if axes:
+            ours["axes"] = axes
         name = unique_layer_name(viewer, result_layer_name(model, prediction.source, which))
-        viewer.add_image(
-            prediction.arrays[which],
-            name=name,
-            metadata={
-                "denoise_studio": {
-                    "source": prediction.source,
-                    "training_id": model.name,
-                    "output": which,
-                    "file": str(prediction.files.get(which, "")),
-                }
-            },
-            **style,
-        )
+        viewer.add_image(array, name=name, metadata={"denoise_studio": ours}, **style)
         names.append(name)
     return names

@@ -26,7 +26,7 @@ from ...engine.pipelines.autostruct import AutoStructState, check_mask
 from ...engine.prediction import PredictionStopped
 from ...engine.run import Approve, Regenerate, RunResult, SkipStage2
 from ...engine.run import TrainingRun as EngineRun
-from ..state.session import Session
+from ..state.session import Session, read_pixels
 from .inference import add_result_layers, release_device_memory
 from .worker import EngineJob, EventRelay, Outcome, guarded
 
@@ -62,8 +62,10 @@ class TrainingRun(QObject):
     #: The extraction to review (first time and after each regeneration).
     review_requested = Signal(object)
 
-    def __init__(self, session: Session, source: str, image: np.ndarray, target: np.ndarray | None = None):
-        """``target`` is the raw paired image (Noise2Noise, CARE); it is checked and aligned in the job."""
+    def __init__(self, session: Session, source: str, image, target=None):
+        """``image`` and ``target`` (the raw paired image of Noise2Noise, CARE) are the layers' arrays as
+        they hold them: a lazy (dask, zarr) layer is read in the first job, never on the GUI thread; the
+        target is checked and aligned there too. Both have the session's axes."""
         super().__init__()
         self.session = session
         self.config = session.config  # the run keeps the config it started with (configs are immutable)
@@ -72,7 +74,11 @@ class TrainingRun(QObject):
         self.source = source
         #: The input layer itself: a rename during the run is followed, a deletion is reported.
         self.source_layer = session.source_layer_object()
+        self.axes = session.axes or None
+        #: Pixel sizes and channel names for the result files (read from the layer now, on the GUI thread).
+        self.meta = session.layer_meta(source, self.axes)
         self.image = image
+        self._target = target
         self.training_id = session.new_training_id()
         self.run_dir = session.models_dir(self.training_id)
         self.results_dir = session.results_dir(self.training_id)
@@ -80,10 +86,8 @@ class TrainingRun(QObject):
         # The run outlives single jobs, so its events go through a relay owned by the run.
         self._relay = EventRelay(self)
         self._relay.event.connect(self._on_event)
-        self.engine = EngineRun(
-            self.config, [image], targets=None if target is None else [target], run_dir=self.run_dir,
-            names=[source], callback=self._relay, stop=self.stop,
-        )  # fmt: skip
+        #: The engine's run, made by the first job once the pixels are read.
+        self.engine: EngineRun | None = None
         self.state = PENDING
         self.message = ""
         self.model: TrainedModel | None = None
@@ -149,6 +153,13 @@ class TrainingRun(QObject):
 
     # -- the engine's steps, each in a job -------------------------------------------------------------
     def _start_call(self) -> StepOutput:
+        # Worker thread: a lazy layer is read once here, for the training and for its denoised result.
+        self.image = read_pixels(self.image)
+        target, self._target = self._target, None
+        self.engine = EngineRun(
+            self.config, [self.image], targets=None if target is None else [read_pixels(target)],
+            run_dir=self.run_dir, names=[self.source], axes=self.axes, callback=self._relay, stop=self.stop,
+        )  # fmt: skip
         self.engine.start()
         return self._after_step()
 
@@ -165,8 +176,8 @@ class TrainingRun(QObject):
             return output
         try:
             output.prediction = predict_and_write(
-                model, self.image, self.results_dir, source=self.source, stem=self.source,
-                with_stage1=with_stage1, unique=True, callback=self._relay, stop=self.stop,
+                model, self.image, self.results_dir, axes=self.axes, meta=self.meta, source=self.source,
+                stem=self.source, with_stage1=with_stage1, unique=True, callback=self._relay, stop=self.stop,
             )  # fmt: skip
         except PredictionStopped:
             output.note = f"denoising of the training image stopped; {USE_THE_MODEL}"
@@ -228,7 +239,7 @@ class TrainingRun(QObject):
 
     def approve(self, mask: np.ndarray | None) -> str:
         """Approve the extracted (or the edited) mask and train stage 2; returns "" or why not."""
-        if not self.engine.awaiting_review:
+        if self.engine is None or not self.engine.awaiting_review:
             return "there is no mask waiting for approval"
         if self.session.busy:
             return self.session.busy_reason()
@@ -288,7 +299,7 @@ class TrainingRun(QObject):
             layer = self.source_layer
             if layer is not None and layer in self.session.viewer.layers:
                 prediction.source = layer.name  # renamed during the run: results sit beside it under its new name
-            names = add_result_layers(self.session, self.model, prediction)
+            names = add_result_layers(self.session, self.model, prediction, axes=self.axes)
             # Comparison order: noisy | stage 1 | final.
             ordered = sorted(names, key=lambda n: 0 if "(stage 1)" in n else 1)
             self.session.set_comparison(prediction.source, ordered)

@@ -60,13 +60,15 @@ class BlindSpotMethod:
         if not isinstance(normalizations, (list, tuple)):
             normalizations = [normalizations]
         levels = [-norm.offset / norm.scale for norm in normalizations]
-        self.zero_level = levels[0] if len(levels) == 1 else torch.tensor(levels).view(1, -1, 1, 1)
+        self.zero_level = levels[0] if len(levels) == 1 else torch.tensor(levels)
 
     def penalty(self, model: torch.nn.Module) -> torch.Tensor | None:
         """DecoNoising: lambda * mean(max(0, -phantom)) in raw intensities (normalised units here)."""
         phantom = getattr(model, "phantom", None)
         if phantom is None or not self.config.deconv.positivity:
             return None
-        zero = self.zero_level.to(phantom.device) if isinstance(self.zero_level, torch.Tensor) else self.zero_level
+        zero = self.zero_level
+        if isinstance(zero, torch.Tensor):  # one level per output channel, broadcast over (Z,) Y, X
+            zero = zero.to(phantom.device).view(1, -1, *([1] * (phantom.dim() - 2)))
         below_zero = torch.relu(zero - phantom.float())
         return self.config.deconv.positivity * below_zero.mean()
