@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .engine.bigdata import fits_in_memory
 from .engine.config import (
     AutoStructConfig,
     ConfigError,
@@ -30,7 +31,8 @@ from .engine.config import (
 from .engine.config import make_config as _make_single_config
 from .engine.data import check_stack_for_mode
 from .engine.events import ProgressCallback, StopRequest
-from .engine.io import InputError, read_image_meta, single_channel_stack
+from .engine.io import InputError, peek_image, read_image_meta, single_channel_stack
+from .engine.lazy import open_for_training
 from .engine.mask_extraction import MaskExtractionResult
 from .engine.model import STAGE1, TrainedModel
 from .engine.outputs import predict_file_to
@@ -67,11 +69,23 @@ def make_config(
 AxesInput = str | Sequence[str | None] | None
 
 
+def reads_from_disk(path: Path, from_disk: bool | None) -> bool:
+    """Whether a training file is read patch by patch rather than loaded: an OME-Zarr always, a TIFF
+    when asked, or when it would not fit comfortably in memory."""
+    if path.suffix.lower() == ".zarr" or path.is_dir():
+        return True
+    if from_disk is not None:
+        return from_disk
+    shape, dtype, _meta = peek_image(path)
+    return not fits_in_memory(shape, dtype)
+
+
 def _as_images(
-    images: ImageInput | Sequence[ImageInput], axes: AxesInput = None
+    images: ImageInput | Sequence[ImageInput], axes: AxesInput = None, from_disk: bool | None = False
 ) -> tuple[list[np.ndarray], list[str], list[Path], list[str | None]]:
     """Arrays, names, files and axes of the images: a file's axes are its own unless ``axes`` says
-    otherwise; an array's are ``axes`` (None: ``(Y, X)``/``(Z, Y, X)``)."""
+    otherwise; an array's are ``axes`` (None: ``(Y, X)``/``(Z, Y, X)``). Files read from disk (see
+    :func:`reads_from_disk`) are zarr arrays that the run reads patch by patch."""
     if isinstance(images, (np.ndarray, str, os.PathLike)):
         images = [images]
     images = list(images)
@@ -81,7 +95,10 @@ def _as_images(
     arrays, names, files, found = [], [], [], []
     for index, (image, image_axes) in enumerate(zip(images, given, strict=True)):
         if isinstance(image, (str, os.PathLike)):
-            array, meta = read_image_meta(image, image_axes)
+            if from_disk is not False and reads_from_disk(Path(image), from_disk):
+                array, meta = open_for_training(image, image_axes)
+            else:
+                array, meta = read_image_meta(image, image_axes)
             arrays.append(array)
             names.append(str(image))
             files.append(Path(image))
@@ -107,6 +124,7 @@ def train(
     input_files: Sequence[str | os.PathLike] = (),
     names: Sequence[str] | None = None,
     axes: AxesInput = None,
+    from_disk: bool | None = None,
 ) -> RunResult:
     """Train on ``images`` (arrays or image files); blocks until the run ends.
 
@@ -114,6 +132,8 @@ def train(
     each dimension is; a file's own axes (OME-TIFF, ImageJ) are used when not given, an array without
     axes is ``(Y, X)`` or ``(Z, Y, X)``. Several channels train independently (each its own
     normalisation, one network) or jointly (``data.channels`` "joint"); S and T are independent samples.
+    ``from_disk``: read training patches from the files instead of loading them (None: for an OME-Zarr,
+    and for a TIFF too large for memory; blind-spot methods and the autoencoder only).
 
     ``targets``: the paired images of Noise2Noise / CARE. ``run_dir``: where config.json, the weights
     and history.csv go (locked while the run writes; an existing run folder needs ``overwrite``).
@@ -124,7 +144,7 @@ def train(
     model, the history and the summary. ``input_files`` (the files arrays were read from) are never
     overwritten by the run; ``names`` label the images in messages.
     """
-    arrays, found_names, files, found_axes = _as_images(images, axes)
+    arrays, found_names, files, found_axes = _as_images(images, axes, from_disk)
     target_arrays = None
     if targets is not None:
         target_arrays, _target_names, target_files, _target_axes = _as_images(targets, found_axes)

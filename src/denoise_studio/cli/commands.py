@@ -16,7 +16,7 @@ from ..engine.events import StopRequest
 from ..engine.figures import side_by_side, write_png
 from ..engine.filters import apply_filter_spec
 from ..engine.io import InputError, load_image, read_image_meta, write_tiff
-from ..engine.outputs import predict_and_write
+from ..engine.outputs import output_path, predict_and_write, predict_file_to, wanted_outputs
 from ..engine.persistence import save_mask
 from ..engine.registry import METHODS
 from .progress import ProgressPrinter, StopOnSignals
@@ -103,9 +103,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("no terminal to review the mask on; pass --auto-approve, or --mask MASK.npy")
     out = Path(args.out)
     overwrite = _confirm_overwrite(out, args.force, is_dir=True)
-    read = [read_image_meta(path, args.axes) for path in args.input]
-    images, metas = [image for image, _ in read], [meta for _, meta in read]
-    axes = [meta.axes for meta in metas]
+    from_disk = True if args.from_disk else None
+    # An image too large for memory (or any, with --from-disk) is trained on from disk, patch by patch.
+    on_disk = [api.reads_from_disk(Path(path), from_disk) for path in args.input]
+    read = [(None, None) if lazy else read_image_meta(path, args.axes) for path, lazy in zip(args.input, on_disk,
+                                                                                              strict=True)]
+    images = [path if lazy else image for path, lazy, (image, _) in zip(args.input, on_disk, read, strict=True)]
+    metas = [meta for _, meta in read]
+    axes = [args.axes if meta is None else meta.axes for meta in metas]
     # A target has its input's axes (the file's own, or --axes).
     targets = [read_image_meta(path, a)[0] for path, a in zip(args.target, axes, strict=False)] if args.target else None
     if targets is not None and len(targets) != len(images):
@@ -116,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = api.train(
             images, config, targets=targets, run_dir=out, overwrite=overwrite, mask=mask,
             review=terminal_review, callback=printer, stop=stop, input_files=[*args.input, *(args.target or [])],
-            names=args.input, axes=axes,
+            names=args.input, axes=axes, from_disk=from_disk,
         )  # fmt: skip
     if info.pipeline and run.extraction is not None and (config.auto_approve or mask is not None):
         print_extraction(run.extraction)
@@ -132,6 +137,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     with StopOnSignals(stop):
         for index, (path, image, meta) in enumerate(zip(args.input, images, metas, strict=True)):
             stem = None if len(images) == 1 else f"{index + 1}_{Path(path).stem}"
+            if meta is None:  # trained on from disk: predicted block by block into files
+                for which in wanted_outputs(run.model):
+                    target = predict_file_to(
+                        run.model, path, output_path(out, which, stem), output=which, axes=args.axes,
+                        dtype=args.dtype, overwrite=True, callback=printer, stop=stop,
+                    )  # fmt: skip
+                    print(f"{which}: {target}")
+                continue
             if meta.axes is not None:
                 meta = meta.for_layout(layout_for(image.shape, image.dtype, meta.axes, path))
             prediction = predict_and_write(

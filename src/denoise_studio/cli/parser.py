@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         "or all channels in and out together (joint)",
     )  # fmt: skip
     p.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32", help=DTYPE_HELP)
+    p.add_argument(
+        "--from-disk", action="store_true", dest="from_disk",
+        help="read training patches from the files instead of loading them (automatic for OME-Zarr and for "
+        "files too large for memory)",
+    )  # fmt: skip
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.set_defaults(func=cmd_train)
 

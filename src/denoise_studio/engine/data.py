@@ -25,6 +25,7 @@ import numpy as np
 from .augment import augment, augment_3d, dihedral, kernel_symmetries  # noqa: F401 - dihedral: it lived here
 from .config import MIN_SLICES_2P5D, DataConfig
 from .io import InputError, check_image, check_values, image_layout
+from .lazy import check_lazy_values, is_lazy, sample_planes
 from .registry import MIN_SLICES_3D
 
 #: Validation patches are capped so that a validation pass stays cheap next to an epoch.
@@ -90,11 +91,17 @@ def _stride(size: int, target: int = 4_000_000) -> int:
 def fit_channel_normalizations(images: Sequence[np.ndarray], config: DataConfig) -> list[Normalization]:
     """One normalisation per channel of ``(C, Z, Y, X)`` images, each fitted on that channel of every image."""
     channels = images[0].shape[0]
-    return [Normalization.fit([image[c] for image in images], config) for c in range(channels)]
+    # An image on disk is fitted on evenly spaced sample planes; one in memory on all of its pixels.
+    return [
+        Normalization.fit([sample_planes(image[c]) if is_lazy(image) else image[c] for image in images], config)
+        for c in range(channels)
+    ]
 
 
 def normalize_channels(image: np.ndarray, normalizations: Sequence[Normalization]) -> np.ndarray:
-    """``(C, ...)`` normalised channel by channel (float32)."""
+    """``(C, ...)`` normalised channel by channel (float32); an image on disk is normalised as it is read."""
+    if is_lazy(image):
+        return image.normalized(normalizations)
     return np.stack([norm.normalize(image[c]) for c, norm in enumerate(normalizations)])
 
 
@@ -145,6 +152,11 @@ def check_training_images(images: np.ndarray | Sequence[np.ndarray], config) -> 
     checked = []
     for index, image in enumerate(images):
         name = f"image {index + 1}"
+        if is_lazy(image):
+            check_layout_for_mode(image.shape[1:], image.dtype, config.mode, name)
+            check_lazy_values(image, name)
+            checked.append(image)
+            continue
         image = np.asarray(image)
         if image.ndim == 4:
             check_layout_for_mode((image.shape[1], *image.shape[2:]), image.dtype, config.mode, name)
@@ -212,7 +224,7 @@ class PatchSampler:
         targets: Sequence[np.ndarray] | None = None,
         joint: bool = False,
     ):
-        images = [as_channel_stack(np.asarray(s, dtype=np.float32)) for s in stacks]
+        images = [s if is_lazy(s) else as_channel_stack(np.asarray(s, dtype=np.float32)) for s in stacks]
         target_images = (
             None if targets is None else [as_channel_stack(np.asarray(t, dtype=np.float32)) for t in targets]
         )
@@ -288,6 +300,8 @@ class PatchSampler:
 
     # -- patches ----------------------------------------------------------------------------
     def _extract(self, stack_index: int, zs: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        if is_lazy(self.stacks[stack_index]):
+            return self._extract_lazy(stack_index, zs, ys, xs)
         if self.mode == "3d":
             return self._extract_3d(stack_index, zs, ys, xs)
         image = self.stacks[stack_index]
@@ -315,6 +329,23 @@ class PatchSampler:
         if self.targets is not None:
             volumes += list(self.targets[stack_index])
         return np.stack([volume[planes, rows, cols] for volume in volumes], axis=1)
+
+    def _extract_lazy(self, stack_index: int, zs: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """The patches of an image on disk, each read on its own (only the chunks it touches)."""
+        image, p = self.stacks[stack_index], self.patch
+        patches = []
+        for z, y, x in zip(zs.tolist(), ys.tolist(), xs.tolist(), strict=True):
+            rows, cols = slice(y, y + p), slice(x, x + p)
+            channels = []
+            for channel in image:
+                if self.mode == "3d":
+                    channels.append(channel.block(slice(z, z + self.patch_z), rows, cols))
+                    continue
+                depth = channel.shape[0]
+                planes = triplet_indices(z, depth) if self.mode == "2.5d" else (z,)
+                channels += [channel.block(slice(i, i + 1), rows, cols)[0] for i in planes]
+            patches.append(np.stack(channels))
+        return np.stack(patches).astype(np.float32, copy=False)
 
     def _origins_z(self, depth: int, count: int, rng: np.random.Generator) -> np.ndarray:
         """Random first slices of ``count`` patches: every slice in 2D/2.5D, any block start in 3D."""

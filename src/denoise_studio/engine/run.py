@@ -31,6 +31,7 @@ from .config import AutoStructConfig, DenoiseConfig, MaskExtractorConfig
 from .data import Normalization, check_training_images, fit_channel_normalizations
 from .errors import InputError, PipelineStateError
 from .events import ProgressCallback, RunState, StopRequest
+from .lazy import is_lazy, is_on_disk, lazy_samples
 from .mask_extraction import MaskExtractionResult
 from .model import STAGE1, TrainedModel, now_iso
 from .persistence import HISTORY_FILE, RunFolder, save_model, write_history
@@ -179,8 +180,13 @@ class TrainingRun:
         """Every image as ``(C, Z, Y, X)`` samples (its S and T entries are independent samples)."""
         samples, found = [], set()
         for image, axes, name in zip(images, self.axes, self.names, strict=True):
-            image = np.asarray(image)
             label = name if what == "image" else f"{what} of {name}"
+            if is_on_disk(image):  # read patch by patch, never loaded
+                lazy = lazy_samples(image, axes, label)
+                samples.extend(lazy)
+                found.add(axes or "")
+                continue
+            image = np.asarray(image)
             layout = layout_for(image.shape, image.dtype, axes, label)
             found.add(layout.axes if layout.declared else layout.present)
             if not layout.declared:
@@ -195,6 +201,11 @@ class TrainingRun:
     def _checked_stacks(self) -> list[np.ndarray]:
         self.images = check_training_images(self._samples(self.images, "image"), self._stage_config())
         channels = self.images[0].shape[0]
+        if self.is_pipeline and any(is_lazy(image) for image in self.images):
+            raise InputError(
+                "autoStructN2V reads its images into memory, and an image here is too large for it (it is read from "
+                "disk); crop it, or train N2V or N2V2"
+            )
         if self.is_pipeline and channels > 1:
             raise InputError(
                 f"autoStructN2V takes one channel at a time (these images have {channels}): the structured noise "

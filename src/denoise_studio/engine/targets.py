@@ -10,6 +10,7 @@ from .alignment import align_target
 from .config import DenoiseConfig
 from .filters import apply_filter_spec
 from .io import InputError, check_image, check_values
+from .lazy import is_lazy
 
 
 def prepare_targets(
@@ -24,6 +25,11 @@ def prepare_targets(
         if targets is not None:
             raise InputError(f"method {method} learns from the noisy images alone; it takes no target image")
         return None
+    if any(is_lazy(stack) for stack in stacks):
+        raise InputError(
+            f"method {method}: paired training reads its images into memory, and an image here is too large for it "
+            "(it is read from disk); crop it, or use a blind-spot method (n2v, n2v2)"
+        )
     if config.supervised.target_from:
         if targets is not None:
             raise InputError("give either a target image or supervised.target_from, not both")

@@ -28,7 +28,8 @@ from .data import (
     normalize_channels,
 )
 from .events import ProgressCallback, RunState, StopRequest, TrainingEvent, emit
-from .io import available_memory
+from .io import InputError, available_memory
+from .lazy import is_lazy
 from .methods import make_method
 from .registry import stop_reason_text
 from .targets import prepare_targets
@@ -245,6 +246,8 @@ class Trainer:
             # Targets keep their own intensity scale (a clean acquisition is brighter than a noisy one);
             # predictions are returned in it.
             targets = [t if t.ndim == 4 else t[np.newaxis] for t in (np.asarray(t) for t in targets)]
+            if any(is_lazy(image) for image in images):
+                raise InputError("paired training needs its images in memory; this one is read from disk")
             target_norms = _channel_norms(target_normalization, targets, cfg)
             targets = [normalize_channels(t, target_norms) for t in targets]
         if self.method is None:
@@ -256,7 +259,8 @@ class Trainer:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         device = resolve_device(cfg.training.device)
-        check_memory(cfg, sum(int(image.size) for image in images), device)
+        # Images read from disk patch by patch hold no normalised copy in memory.
+        check_memory(cfg, sum(int(image.size) for image in images if not is_lazy(image)), device)
         precision = resolve_precision(cfg.training.precision, device)
         dims = 3 if cfg.mode == "3d" else 2
         fmt = memory_format(device, dims)
