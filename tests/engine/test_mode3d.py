@@ -101,3 +101,12 @@ def test_3d_refusals_name_the_field(volume, tiny):
         ds.train(noisy[:10], tiny(patch_size_z=16))
     with pytest.raises(InputError, match="insufficient stack depth for 3D: 1 slice"):
         ds.train(noisy[0], tiny())
+
+
+@pytest.mark.parametrize("method", ["n2v2", "care", "n2n", "autoencoder"])
+def test_every_single_network_method_trains_in_3d(volume, tiny, method):
+    clean, noisy = volume
+    second = (clean + 0.3 * np.random.default_rng(1).standard_normal(clean.shape)).astype(np.float32)
+    targets = {"care": clean, "n2n": second}.get(method)
+    model = ds.train(noisy, tiny(method, epochs=1, patches_per_image=4), targets=targets).model
+    assert model.network.dims == 3 and model.predict(noisy).shape == noisy.shape

@@ -148,6 +148,12 @@ class Layout:
         back = array.transpose(order)
         return back.reshape(self.shape)
 
+    def from_canonical_order(self, array, order: str):
+        """An array whose axes are ``order`` (the axes of this layout, in another order) back to this
+        layout's own order and shape (works on dask arrays: transpose and reshape stay lazy)."""
+        moved = array.transpose([order.index(axis) for axis in self.axes])
+        return moved.reshape(self.shape)
+
     def describe(self) -> str:
         dims = self.squeezed if not self.declared else self.shape
         return f"axes {self.axes}, shape {' x '.join(str(n) for n in dims)}"

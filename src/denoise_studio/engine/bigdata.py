@@ -18,7 +18,7 @@ import numpy as np
 import tifffile
 
 from . import io as image_io
-from .axes import ImageMeta, Layout, layout_for, parse_axes
+from .axes import ImageMeta, layout_for, parse_axes
 from .chunked import compute_context, predict_lazy
 from .errors import InputError
 from .events import PredictionEvent, ProgressCallback, StopRequest, emit
@@ -30,6 +30,11 @@ from .prediction import PredictionStopped
 PAGES_PER_TASK = 16
 
 ZARR_SUFFIXES = (".zarr",)
+
+#: Blocks (Z, Y, X) by mode when none are given: thin in Z where a block needs no Z context (2D) or
+#: one slice of it (2.5D), so that a slab of planes (what a TIFF is written from) stays small; 3D
+#: blocks must be deeper than their Z margin (:func:`.chunked.aligned_chunks` sees to it).
+DEFAULT_BLOCKS = {"2d": (4, 512, 512), "2.5d": (8, 512, 512), "3d": (16, 512, 512)}
 
 
 def is_zarr_path(path: str | Path) -> bool:
@@ -106,12 +111,6 @@ def fits_in_memory(shape: tuple[int, ...], dtype, copies: float = 3.0) -> bool:
     return needed <= MAX_MEMORY_SHARE * image_io.available_memory()
 
 
-def _engine_order(layout: Layout) -> str:
-    """The output axes of a lazy prediction: the input's, in the engine's order (samples, channels,
-    slices, rows, columns), so that it is computed and written slab by slab without recomputation."""
-    return layout.present
-
-
 def zarr_axes(axes: str, target: Path) -> str:
     """OME-Zarr has no sample axis: samples are written as time points (where there is no T)."""
     if "S" not in axes:
@@ -122,12 +121,25 @@ def zarr_axes(axes: str, target: Path) -> str:
 
 
 def predict_file_lazy(
+    model: TrainedModel, source: str | Path, target: str | Path, *, axes: str | None = None, **options
+) -> Path:
+    """Predict an image file block by block and write ``target`` chunk by chunk (bounded memory): an
+    OME-Zarr (``.zarr``, with a multiscale pyramid) or an OME-TIFF, with the input's axes, pixel sizes
+    and channel names. The halo of each block is the model's exact tile margin, so the result equals
+    an in-memory prediction. ``options`` are those of :func:`predict_array_lazy`."""
+    source = Path(source)
+    array, meta = open_lazy(source, axes)
+    return predict_array_lazy(model, array, target, meta=meta, name=str(source), **options)
+
+
+def predict_array_lazy(
     model: TrainedModel,
-    source: str | Path,
+    array,
     target: str | Path,
     *,
+    meta: ImageMeta | None = None,
+    name: str = "image",
     output: str = "denoised",
-    axes: str | None = None,
     dtype: str = "float32",
     overwrite: bool = False,
     tile_size: int = 256,
@@ -139,32 +151,32 @@ def predict_file_lazy(
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
 ) -> Path:
-    """Predict an image file block by block and write ``target`` chunk by chunk (bounded memory): an
-    OME-Zarr (``.zarr``, with a multiscale pyramid) or an OME-TIFF, with the input's axes, pixel sizes
-    and channel names. The halo of each block is the model's exact tile margin, so the result equals
-    an in-memory prediction."""
-    source, target = Path(source), Path(target)
-    array, meta = open_lazy(source, axes)
-    layout = layout_for(array.shape, array.dtype, meta.axes, str(source))
+    """:func:`predict_file_lazy` for an array (a dask array of a napari layer, or any array) of
+    ``meta.axes``: predicted block by block, written chunk by chunk to ``target``."""
+    target = Path(target)
+    meta = meta or ImageMeta()
+    array = array if isinstance(array, da.Array) else da.from_array(array)
+    layout = layout_for(array.shape, array.dtype, meta.axes, name)
     predictor = model.predictor(output, tile_size=tile_size, batch_size=batch_size, device=device)
-    predictor.check_channels(layout.channels, str(source))
+    predictor.check_channels(layout.channels, name)
     if predictor.joint:
         raise InputError(
-            f"{source}: a model of jointly trained channels predicts in memory only, not block by block; "
-            "give it a file that fits in memory or a model of independent channels"
+            f"{name}: a model of jointly trained channels predicts in memory only, not block by block; "
+            "give it an image that fits in memory or a model of independent channels"
         )
     canonical = layout.to_canonical(array if layout.declared else array.reshape(layout.squeezed))
     samples, channels = canonical.shape[:2]
+    chunks = chunks or DEFAULT_BLOCKS.get(model.mode)
     blocks = [
         da.stack([predict_lazy(predictor, canonical[n, c], chunks=chunks, channel=c) for c in range(channels)])
         for n in range(samples)
     ]
     result = da.stack(blocks)  # (N, C, Z, Y, X), lazy
-    present = _engine_order(layout)
+    present = layout.present  # the engine's order: computed and written slab by slab, nothing twice
     out_shape = tuple(layout.sizes[axis] for axis in present)
     out_dtype = output_array(np.zeros(1, np.float32), dtype, array.dtype).dtype
     written_meta = ImageMeta(present, meta.scales, meta.units, meta.translation, meta.channel_names).for_layout(
-        layout_for(out_shape, out_dtype, present, str(source))
+        layout_for(out_shape, out_dtype, present, name)
     )
     with compute_context(workers, scheduler):
         if is_zarr_path(target):

@@ -333,16 +333,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_parts(target: Path) -> None:
-    """Delete ``.{name}.<pid>.<random>.part`` files of the target left by processes that died."""
+def stale_parts(target: Path) -> list[os.DirEntry]:
+    """The ``.{name}.<pid>.<random>.part`` entries (files or folders) beside ``target`` that processes
+    which died left behind and that have not been written for :data:`STALE_PART_AGE_S`."""
     if os.name != "posix":  # os.kill(pid, 0) terminates the process on Windows
-        return
+        return []
     prefix, suffix = f".{target.name}.", ".part"
     try:
         entries = list(os.scandir(target.parent))
     except OSError:
-        return
-    now = time.time()
+        return []
+    now, stale = time.time(), []
     for entry in entries:
         name = entry.name
         if not (name.startswith(prefix) and name.endswith(suffix)) or len(name) <= len(prefix) + len(suffix):
@@ -351,11 +352,20 @@ def _remove_stale_parts(target: Path) -> None:
         if match is None or _pid_alive(int(match.group(1))):
             continue
         try:
-            if not entry.is_file(follow_symlinks=False):
+            if entry.is_symlink() or now - entry.stat(follow_symlinks=False).st_mtime < STALE_PART_AGE_S:
                 continue
-            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_PART_AGE_S:
-                continue
-            os.unlink(entry.path)
+        except OSError:
+            continue
+        stale.append(entry)
+    return stale
+
+
+def _remove_stale_parts(target: Path) -> None:
+    """Delete the stale ``.part`` files of the target (see :func:`stale_parts`)."""
+    for entry in stale_parts(target):
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
         except OSError:
             pass  # another process cleaned it, or the folder is not ours to clean
 

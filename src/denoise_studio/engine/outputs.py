@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .axes import ImageMeta, layout_for
-from .bigdata import fits_in_memory, is_zarr_path, predict_file_lazy, renamed_axes, zarr_axes
+from .bigdata import fits_in_memory, is_zarr_path, predict_array_lazy, predict_file_lazy, renamed_axes, zarr_axes
 from .events import ProgressCallback, StopRequest
 from .io import output_array, peek_image, read_image_meta, write_ome_tiff, write_tiff
 from .model import STAGE1, TrainedModel
@@ -47,10 +47,12 @@ def free_path(folder: Path, stem: str, suffix: str = ".tif") -> Path:
     return candidate
 
 
-def output_path(folder: Path, output: str, stem: str | None = None, unique: bool = False) -> Path:
+def output_path(
+    folder: Path, output: str, stem: str | None = None, unique: bool = False, suffix: str = ".tif"
+) -> Path:
     tag = OUTPUT_TAGS.get(output, output)
     name = f"{safe_stem(stem)}_{tag}" if stem else tag
-    return free_path(folder, name) if unique else folder / f"{name}.tif"
+    return free_path(folder, name, suffix) if unique else folder / f"{name}{suffix}"
 
 
 def wanted_outputs(model: TrainedModel, with_stage1: bool = False) -> tuple[str, ...]:
@@ -115,6 +117,43 @@ def predict_and_write(
         for name, array in arrays.items():
             path = output_path(folder, name, stem, unique)
             result.files[name] = write_result(path, array, axes, meta, dtype, np.asarray(image).dtype)
+    return result
+
+
+def predict_lazy_outputs(
+    model: TrainedModel,
+    image,
+    folder: str | Path,
+    *,
+    axes: str | None = None,
+    meta: ImageMeta | None = None,
+    source: str = "image",
+    stem: str | None = None,
+    with_stage1: bool = False,
+    callback: ProgressCallback | None = None,
+    stop: StopRequest | None = None,
+) -> Prediction:
+    """Every output of ``model`` on a lazy (dask or zarr) image, block by block into new OME-Zarrs in
+    ``folder``; the arrays handed back are those files, opened lazily, in the image's own axes and shape
+    (so a viewer shows them without loading them)."""
+    from .zarr_io import read_ome_zarr
+
+    folder = Path(folder)
+    base = meta or ImageMeta()
+    meta = ImageMeta(axes, base.scales, base.units, base.translation, base.channel_names)
+    layout = layout_for(image.shape, image.dtype, axes, source)
+    result = Prediction(source)
+    for which in wanted_outputs(model, with_stage1):
+        path = output_path(folder, which, stem, unique=True, suffix=".zarr")
+        result.files[which] = predict_array_lazy(
+            model, image, path, meta=meta, name=source, output=which, callback=callback, stop=stop
+        )
+        written = read_ome_zarr(result.files[which])
+        # Written in the engine's axis order (samples as time points); back to the image's own.
+        present = layout.present
+        order = zarr_axes(present, path)
+        data = written.data.transpose([written.axes.index(letter) for letter in order])
+        result.arrays[which] = layout.from_canonical_order(data, present)
     return result
 
 

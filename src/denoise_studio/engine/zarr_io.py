@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ import dask.array as da
 import numpy as np
 
 from .errors import InputError
-from .io import _PART_RE, STALE_PART_AGE_S, _is_disk_full, _pid_alive
+from .io import _is_disk_full, stale_parts
 
 #: The NGFF version written.
 NGFF_VERSION = "0.4"
@@ -50,6 +49,10 @@ MIN_PYRAMID_SIDE = 256
 
 #: Chunks written per dask computation: enough to keep every worker busy, few enough to report progress.
 CHUNKS_PER_BATCH = 64
+#: ... and at most about this many bytes of them: a batch's chunks (and, for a prediction, the blocks
+#: they are computed from) are in memory together, so a batch of 64 float32 chunks of 16 x 512 x 512
+#: would hold a gigabyte.
+BYTES_PER_BATCH = 128 * 2**20
 
 #: A write in progress touches its temporary folder this often (seconds), so that another process never
 #: takes it for the leftover of a dead one (the folder's own time changes only when its top level does).
@@ -282,32 +285,12 @@ def _channel_names(attrs: dict) -> list[str]:
 
 
 def _remove_stale_part_folders(target: Path) -> None:
-    """Delete ``.{name}.<pid>.<random>.part`` folders of the target left by processes that died
-    (the rules of :func:`.io._remove_stale_parts`, which handles files: a dead PID and no change for
-    :data:`.io.STALE_PART_AGE_S`)."""
-    if os.name != "posix":  # os.kill(pid, 0) terminates the process on Windows
-        return
-    prefix, suffix = f".{target.name}.", ".part"
-    try:
-        entries = list(os.scandir(target.parent))
-    except OSError:
-        return
-    now = time.time()
-    for entry in entries:
-        name = entry.name
-        if not (name.startswith(prefix) and name.endswith(suffix)) or len(name) <= len(prefix) + len(suffix):
-            continue
-        match = _PART_RE.fullmatch(name[len(prefix) : -len(suffix)])
-        if match is None or _pid_alive(int(match.group(1))):
-            continue
-        try:
-            if not entry.is_dir(follow_symlinks=False):
-                continue
-            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_PART_AGE_S:
-                continue
-        except OSError:
-            continue
-        shutil.rmtree(entry.path, ignore_errors=True)  # another process may be cleaning it too
+    """Delete the ``.{name}.<pid>.<random>.part`` folders of the target left by processes that died
+    (:func:`.io.stale_parts`: a dead PID and no change for :data:`.io.STALE_PART_AGE_S`)."""
+    for entry in stale_parts(target):
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)  # another process may be cleaning it too
 
 
 def _part_name(target: Path) -> Path:
@@ -449,12 +432,14 @@ def _halve(level: da.Array, axes: str) -> da.Array:
     return mean.astype(dtype)
 
 
-def _batches(chunks: tuple[tuple[int, ...], ...]) -> list[list[tuple[slice, ...]]]:
-    """Regions of whole chunks grouped into batches of about :data:`CHUNKS_PER_BATCH` chunks; each
-    region is one row of chunks along the last axis."""
+def _batches(chunks: tuple[tuple[int, ...], ...], itemsize: int = 1) -> list[list[tuple[slice, ...]]]:
+    """Regions of whole chunks grouped into batches of about :data:`CHUNKS_PER_BATCH` chunks and at
+    most about :data:`BYTES_PER_BATCH` (at least one region); each region is one row of chunks along
+    the last axis."""
     starts = [np.concatenate([[0], np.cumsum(sizes)]).astype(int) for sizes in chunks]
     row_length = len(chunks[-1])
-    rows_per_batch = max(1, CHUNKS_PER_BATCH // row_length)
+    row_bytes = itemsize * int(np.prod([max(sizes) for sizes in chunks[:-1]], dtype=np.int64)) * sum(chunks[-1])
+    rows_per_batch = max(1, min(CHUNKS_PER_BATCH // row_length, BYTES_PER_BATCH // max(row_bytes, 1)))
     regions = [
         (*(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts[:-1], index, strict=True)), slice(None))
         for index in np.ndindex(*(len(sizes) for sizes in chunks[:-1]))
@@ -463,7 +448,7 @@ def _batches(chunks: tuple[tuple[int, ...], ...]) -> list[list[tuple[slice, ...]
 
 
 def _store_level(level: da.Array, target, report: Callable[[], None]) -> None:
-    for regions in _batches(level.chunks):
+    for regions in _batches(level.chunks, level.dtype.itemsize):
         da.store([level[region] for region in regions], [target] * len(regions), regions=regions, lock=False)
         report()
 
@@ -561,7 +546,9 @@ def write_ome_zarr(
 
     shapes = _pyramid_shapes(tuple(array.shape), letters, chunk_shape)
     level_chunks = [tuple(min(c, n) for c, n in zip(chunk_shape, shape, strict=True)) for shape in shapes]
-    total = sum(len(_batches(da.core.normalize_chunks(c, s))) for c, s in zip(level_chunks, shapes, strict=True))
+    total = sum(
+        len(_batches(da.core.normalize_chunks(c, s), dtype.itemsize)) for c, s in zip(level_chunks, shapes, strict=True)
+    )
     done = 0
 
     def report() -> None:

@@ -14,8 +14,9 @@ import torch
 
 from ...engine.axes import ImageMeta
 from ...engine.events import ProgressCallback, StopRequest
+from ...engine.lazy import is_on_disk
 from ...engine.model import TrainedModel
-from ...engine.outputs import Prediction, predict_and_write, predict_file_outputs
+from ...engine.outputs import Prediction, predict_and_write, predict_file_outputs, predict_lazy_outputs
 from ...engine.registry import method_label
 from ..state.session import Session, layer_shape, read_pixels, unique_layer_name
 
@@ -40,8 +41,16 @@ def predict_image(
     meta: ImageMeta | None = None,
 ) -> Prediction:
     """Denoise an array of ``axes`` (worker thread: a lazy layer's array is read here) and write each
-    output into ``out_dir``: an OME-TIFF with ``meta``'s pixel sizes when the axes are known, else a TIFF."""
+    output into ``out_dir``: an OME-TIFF with ``meta``'s pixel sizes when the axes are known, else a TIFF.
+
+    A lazy layer (dask, zarr: an OME-Zarr of any size) is never loaded: it is predicted block by block
+    into OME-Zarrs in ``out_dir``, and the result layers show those files lazily."""
     try:
+        if is_on_disk(image):
+            return predict_lazy_outputs(
+                model, image, out_dir, axes=axes, meta=meta, source=source, stem=source, with_stage1=with_stage1,
+                callback=callback, stop=stop,
+            )  # fmt: skip
         return predict_and_write(
             model, read_pixels(image), out_dir, axes=axes, meta=meta, source=source, stem=source,
             with_stage1=with_stage1, unique=True, callback=callback, stop=stop,
