@@ -184,7 +184,7 @@ class TrainingRun:
             if is_on_disk(image):  # read patch by patch, never loaded
                 lazy = lazy_samples(image, axes, label)
                 samples.extend(lazy)
-                found.add(axes or "")
+                found.add(lazy[0][0].layout.axes)
                 continue
             image = np.asarray(image)
             layout = layout_for(image.shape, image.dtype, axes, label)
