@@ -16,14 +16,6 @@ from denoise_studio.engine.persistence import CONFIG_FILE, FORMAT_VERSION
 
 
 @pytest.fixture
-def tiny(tiny_settings):
-    def factory(method: str = "n2v", mode: str = "2d", **extra):
-        return ds.make_config(method, mode, "fast", {**tiny_settings, **extra})
-
-    return factory
-
-
-@pytest.fixture
 def two_channels(make_image):
     """A CYX image whose second channel is the first on another intensity scale (x100, +500)."""
     first = make_image((64, 64), seed=1)
@@ -119,8 +111,8 @@ def test_an_ome_tiff_round_trip_keeps_axes_sizes_and_names(tmp_path):
 
 
 # -- training and prediction -------------------------------------------------------------------------
-def test_independent_channels_get_their_own_normalisation_and_share_one_network(two_channels, tiny, tmp_path):
-    run = ds.train(two_channels, tiny(), axes="CYX", run_dir=tmp_path / "run")
+def test_independent_channels_get_their_own_normalisation_and_share_one_network(two_channels, tiny_config, tmp_path):
+    run = ds.train(two_channels, tiny_config(), axes="CYX", run_dir=tmp_path / "run")
     model = run.model
     assert model.channels == 2 and not model.joint and model.network.head.out_channels == 1
     low, high = model.normalizations
@@ -136,8 +128,8 @@ def test_independent_channels_get_their_own_normalisation_and_share_one_network(
     np.testing.assert_allclose(loaded.predict(two_channels, axes="CYX"), denoised, rtol=1e-5, atol=1e-3)
 
 
-def test_joint_channels_go_through_the_network_together(two_channels, tiny, tmp_path):
-    run = ds.train(two_channels, tiny(channels="joint"), axes="CYX", run_dir=tmp_path / "run")
+def test_joint_channels_go_through_the_network_together(two_channels, tiny_config, tmp_path):
+    run = ds.train(two_channels, tiny_config(channels="joint"), axes="CYX", run_dir=tmp_path / "run")
     model = run.model
     assert model.joint and model.network.head.out_channels == 2
     assert model.network.encoders[0][0].in_channels == 2
@@ -148,26 +140,26 @@ def test_joint_channels_go_through_the_network_together(two_channels, tiny, tmp_
     np.testing.assert_allclose(loaded.predict(two_channels, axes="CYX"), denoised, rtol=1e-5, atol=1e-3)
 
 
-def test_joint_2p5d_stacks_and_joint_care(make_image, tiny):
+def test_joint_2p5d_stacks_and_joint_care(make_image, tiny_config):
     stack = np.stack([make_image((24, 64, 64), seed=s) for s in (1, 2)], axis=1)  # ZCYX
-    run = ds.train(stack, tiny(mode="2.5d", channels="joint"), axes="ZCYX")
+    run = ds.train(stack, tiny_config(mode="2.5d", channels="joint"), axes="ZCYX")
     assert run.model.network.encoders[0][0].in_channels == 6 and run.model.network.head.out_channels == 2
     assert run.model.predict(stack, axes="ZCYX").shape == stack.shape
     clean = stack[:3].mean(axis=0, keepdims=True).repeat(24, axis=0)
-    care = ds.train(stack, tiny("care", channels="joint"), targets=clean, axes="ZCYX")
+    care = ds.train(stack, tiny_config("care", channels="joint"), targets=clean, axes="ZCYX")
     assert care.model.network.head.out_channels == 2 and len(care.model.output_normalizations) == 2
 
 
-def test_time_and_samples_are_independent_training_images(make_image, tiny):
+def test_time_and_samples_are_independent_training_images(make_image, tiny_config):
     frames = np.stack([make_image((64, 64), seed=s) for s in range(3)])
-    run = ds.train(frames, tiny(), axes="TYX")
+    run = ds.train(frames, tiny_config(), axes="TYX")
     assert run.model.channels == 1 and run.model.predict(frames, axes="TYX").shape == frames.shape
     with pytest.raises(InputError, match="insufficient stack depth for 2.5D: 1 slice"):
-        ds.train(np.stack([make_image((48, 48), seed=s) for s in range(24)]), tiny(mode="2.5d"), axes="TYX")
+        ds.train(np.stack([make_image((48, 48), seed=s) for s in range(24)]), tiny_config(mode="2.5d"), axes="TYX")
 
 
-def test_a_channel_count_that_does_not_match_the_model_is_refused_with_both_counts(two_channels, tiny):
-    model = ds.train(two_channels, tiny(), axes="CYX").model
+def test_a_channel_count_that_does_not_match_the_model_is_refused_with_both_counts(two_channels, tiny_config):
+    model = ds.train(two_channels, tiny_config(), axes="CYX").model
     three = np.concatenate([two_channels, two_channels[:1]])
     with pytest.raises(InputError, match="has 3 channels, but the model was trained on 2"):
         model.predict(three, axes="CYX")
@@ -175,21 +167,21 @@ def test_a_channel_count_that_does_not_match_the_model_is_refused_with_both_coun
         model.predict(two_channels[0])
 
 
-def test_a_cyx_ome_tiff_is_trained_as_two_channels_not_two_slices(tmp_path, two_channels, tiny):
+def test_a_cyx_ome_tiff_is_trained_as_two_channels_not_two_slices(tmp_path, two_channels, tiny_config):
     path = tmp_path / "cells.ome.tif"
     tifffile.imwrite(path, two_channels, ome=True, photometric="minisblack", metadata={"axes": "CYX"})
-    model = ds.train(path, tiny()).model
+    model = ds.train(path, tiny_config()).model
     assert model.channels == 2 and model.mode == "2d"
 
 
-def test_predict_file_keeps_axes_pixel_sizes_names_and_can_keep_the_dtype(tmp_path, two_channels, tiny):
+def test_predict_file_keeps_axes_pixel_sizes_names_and_can_keep_the_dtype(tmp_path, two_channels, tiny_config):
     source = tmp_path / "cells.ome.tif"
     data = np.clip(two_channels * 10, 0, 60000).astype(np.uint16)
     tifffile.imwrite(
         source, data, ome=True, photometric="minisblack",
         metadata={"axes": "CYX", "PhysicalSizeX": 0.13, "PhysicalSizeY": 0.11, "Channel": {"Name": ["DAPI", "GFP"]}},
     )  # fmt: skip
-    model = ds.train(source, tiny()).model
+    model = ds.train(source, tiny_config()).model
     out = ds.predict_file(model, source, tmp_path / "out.ome.tif", dtype="input")
     image, meta = read_image_meta(out)
     assert image.dtype == np.uint16 and image.shape == data.shape
@@ -200,6 +192,6 @@ def test_predict_file_keeps_axes_pixel_sizes_names_and_can_keep_the_dtype(tmp_pa
     np.testing.assert_array_equal(image, np.clip(np.rint(as_float), 0, 65535).astype(np.uint16))
 
 
-def test_decon_with_independent_channels_is_refused(two_channels, tiny):
+def test_decon_with_independent_channels_is_refused(two_channels, tiny_config):
     with pytest.raises(InputError, match="DecoNoising with 2 independent channels"):
-        ds.train(two_channels, tiny(psf_sigma=1.0), axes="CYX")
+        ds.train(two_channels, tiny_config(psf_sigma=1.0), axes="CYX")

@@ -18,14 +18,6 @@ from denoise_studio.engine.zarr_io import write_ome_zarr
 
 
 @pytest.fixture
-def tiny(tiny_settings):
-    def factory(method: str = "n2v", mode: str = "2d", **extra):
-        return ds.make_config(method, mode, "fast", {**tiny_settings, **extra})
-
-    return factory
-
-
-@pytest.fixture
 def stack(make_image):
     return np.stack([make_image((64, 64), seed=s) * 1000 + 100 for s in range(6)]).astype(np.uint16)
 
@@ -61,7 +53,7 @@ def test_patches_from_disk_equal_patches_from_memory(tmp_path, stack):
             np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-def test_a_tiff_trained_from_disk_is_never_loaded(tmp_path, stack, tiny, monkeypatch):
+def test_a_tiff_trained_from_disk_is_never_loaded(tmp_path, stack, tiny_config, monkeypatch):
     path = tmp_path / "stack.tif"
     tifffile.imwrite(path, stack, photometric="minisblack")
 
@@ -69,40 +61,40 @@ def test_a_tiff_trained_from_disk_is_never_loaded(tmp_path, stack, tiny, monkeyp
         raise AssertionError("the file was loaded whole")
 
     monkeypatch.setattr("denoise_studio.api.read_image_meta", loaded)
-    run = ds.train(path, tiny(), from_disk=True)
+    run = ds.train(path, tiny_config(), from_disk=True)
     assert run.model is not None and run.model.summary["steps"] > 0
     assert run.model.predict(stack).shape == stack.shape
 
 
-def test_a_file_too_large_for_memory_trains_from_disk_by_itself(tmp_path, stack, tiny, monkeypatch):
+def test_a_file_too_large_for_memory_trains_from_disk_by_itself(tmp_path, stack, tiny_config, monkeypatch):
     path = tmp_path / "stack.tif"
     tifffile.imwrite(path, stack, photometric="minisblack")
     monkeypatch.setattr("denoise_studio.engine.io.available_memory", lambda: 2**16)
     seen = []
     real = lazy.lazy_samples
     monkeypatch.setattr("denoise_studio.engine.run.lazy_samples", lambda *a: seen.append(a) or real(*a))
-    assert ds.train(path, tiny()).model is not None and seen
+    assert ds.train(path, tiny_config()).model is not None and seen
 
 
-def test_an_ome_zarr_trains_from_disk_with_its_channels(tmp_path, stack, tiny):
+def test_an_ome_zarr_trains_from_disk_with_its_channels(tmp_path, stack, tiny_config):
     data = np.stack([stack, stack // 2 + 7])  # CZYX
     path = write_ome_zarr(tmp_path / "in.zarr", data, "CZYX", scales={"X": 0.2, "Y": 0.2})
-    model = ds.train(path, tiny()).model
+    model = ds.train(path, tiny_config()).model
     assert model.channels == 2 and model.input_axes == "CZYX"
     assert model.normalizations[1].offset < model.normalizations[0].offset
 
 
-def test_what_cannot_train_from_disk_says_so(tmp_path, stack, tiny):
+def test_what_cannot_train_from_disk_says_so(tmp_path, stack, tiny_config):
     path = tmp_path / "stack.tif"
     tifffile.imwrite(path, stack, photometric="minisblack")
     with pytest.raises(InputError, match="paired training reads its images into memory"):
-        ds.train(path, tiny("care", target_from="gaussian:1"), from_disk=True)
+        ds.train(path, tiny_config("care", target_from="gaussian:1"), from_disk=True)
     with pytest.raises(InputError, match="autoStructN2V reads its images into memory"):
         ds.train(path, ds.make_config("autostructn2v", max_time=1), from_disk=True)
     flat = tmp_path / "flat.tif"
     tifffile.imwrite(flat, np.full((4, 64, 64), 7, np.uint16), photometric="minisblack")
     with pytest.raises(InputError, match=r"constant .* \(checked on 4 sample planes\)"):
-        ds.train(flat, tiny(), from_disk=True)
+        ds.train(flat, tiny_config(), from_disk=True)
 
 
 def test_the_cli_trains_from_disk_and_predicts_the_file(tmp_path, stack, capsys):
