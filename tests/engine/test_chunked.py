@@ -11,7 +11,6 @@ import dask.array as da
 import distributed  # noqa: F401 - its config defaults must be loaded before a test overrides one of them
 import numpy as np
 import pytest
-import tifffile
 import torch
 
 from denoise_studio.engine.chunked import (
@@ -23,7 +22,6 @@ from denoise_studio.engine.chunked import (
     predict_chunked,
     predict_lazy,
     steps_for,
-    write_tiff_chunked,
 )
 from denoise_studio.engine.config import ModelConfig
 from denoise_studio.engine.data import Normalization
@@ -236,42 +234,6 @@ def test_workers_and_a_scheduler_together_are_refused():
         pass
     with pytest.raises(InputError, match="at least 1"), compute_context(workers=0):
         pass
-
-
-def test_write_tiff_chunked_round_trip(tmp_path, predictors):
-    predictor = predictors["2d"]
-    stack = raw_stack((5, 70, 60), seed=9)
-    lazy = predict_lazy(predictor, stack, chunks=(2, 32, 32))
-    calls = []
-    with compute_context():
-        path = write_tiff_chunked(lazy, tmp_path / "out.tif", progress=lambda *a: calls.append(a))
-        expected = lazy.compute()
-    assert path == tmp_path / "out.tif"
-    written = tifffile.imread(path)
-    assert written.dtype == np.float32
-    np.testing.assert_array_equal(written, expected)
-    assert calls == [(2, 5), (4, 5), (5, 5)]
-
-
-def test_write_tiff_chunked_computes_each_chunk_once(tmp_path):
-    calls = []
-
-    def count(block):
-        calls.append(block.shape)
-        return block.astype(np.float32)
-
-    ones = da.ones((6, 20, 30), chunks=(3, 10, 30), dtype=np.uint8)
-    source = da.map_blocks(count, ones, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
-    with compute_context():
-        write_tiff_chunked(source, tmp_path / "once.tif", dtype=np.uint16)
-    assert len(calls) == source.npartitions
-    assert tifffile.imread(tmp_path / "once.tif").dtype == np.uint16
-
-
-def test_write_tiff_chunked_rounds_and_clips_to_an_integer_type(tmp_path):
-    values = np.array([[[-3.0, 0.4, 0.6, 70000.0]]], dtype=np.float32).repeat(2, axis=1)
-    write_tiff_chunked(da.from_array(values), tmp_path / "int.tif", dtype=np.uint16)
-    np.testing.assert_array_equal(tifffile.imread(tmp_path / "int.tif"), [[0, 0, 1, 65535]] * 2)
 
 
 def test_a_gpu_predictor_falls_back_to_the_cpu_on_a_worker_without_one(predictors, monkeypatch):

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from denoise_studio.engine.augment import augment_3d
 from denoise_studio.engine.config import ModelConfig
 from denoise_studio.engine.prediction import PredictionStopped
 from denoise_studio.engine.unet import DeconvUNet, UNet, prediction_radii
-from denoise_studio.engine.volume import augment_3d, margins_for, patches_3d, predict_volume
+from denoise_studio.engine.volume import margins_for, patches_3d, predict_volume
 
 UNTILED = (512, 512, 512)
 

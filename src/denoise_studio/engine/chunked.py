@@ -39,8 +39,7 @@ import secrets
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import dask
 import dask.array as da
@@ -49,7 +48,6 @@ import torch
 
 from .data import check_depth_for_prediction, plane_input
 from .errors import InputError
-from .io import write_tiff_stream
 from .prediction import Predictor, check_finite_output
 from .training import memory_format, resolve_precision
 
@@ -300,47 +298,6 @@ def predict_lazy(predictor: Predictor, source, *, chunks=None, channel: int = 0)
         steps=steps_for(predictor),
         chunks=chunks,
     )
-
-
-def as_dtype(block: np.ndarray, dtype) -> np.ndarray:
-    """``block`` in ``dtype``; integers are rounded and clipped to the type's range rather than wrapped."""
-    dtype = np.dtype(dtype)
-    block = np.asarray(block)
-    if dtype.kind in "iu" and block.dtype.kind == "f":
-        info = np.iinfo(dtype)
-        block = np.clip(np.rint(block), info.min, info.max)
-    return block.astype(dtype, copy=False)
-
-
-def write_tiff_chunked(
-    result,
-    path: str | Path,
-    dtype=np.float32,
-    *,
-    progress: Callable[[int, int], None] | None = None,
-) -> Path:
-    """Compute ``result`` (a ``(Z, Y, X)`` or ``(Y, X)`` dask array) one row of Z-chunks at a time and
-    stream its planes to a TIFF, atomically; memory holds one such slab. ``progress(done, total)``
-    is called after each slab with the planes written so far."""
-    array = result if isinstance(result, da.Array) else da.from_array(np.asarray(result))
-    if array.ndim == 2:
-        array = array[np.newaxis]
-    if array.ndim != 3:
-        raise ValueError(f"result must be (Z, Y, X), got shape {array.shape}")
-    depth = array.shape[0]
-
-    def planes() -> Iterator[np.ndarray]:
-        start = 0
-        # Slabs follow the Z chunks: slicing inside a chunk would compute that chunk once per plane.
-        for size in array.chunks[0]:
-            slab = np.asarray(array[start : start + size].compute())
-            for plane in slab:
-                yield as_dtype(plane, dtype)
-            start += size
-            if progress is not None:
-                progress(start, depth)
-
-    return write_tiff_stream(path, planes(), tuple(array.shape), np.dtype(dtype))
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .augment import augment_3d  # noqa: F401 - re-exported: it lived here
 from .errors import PredictionStopped
 from .events import StopRequest
 from .unet import UNet, prediction_radii
