@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .engine.assessment import Assessment, Denoiser
+from .engine.assessment import assess as _assess
 from .engine.bigdata import fits_in_memory
 from .engine.config import (
     AutoStructConfig,
@@ -35,6 +37,7 @@ from .engine.io import InputError, peek_image, read_image_meta, single_channel_s
 from .engine.lazy import open_for_training
 from .engine.mask_extraction import MaskExtractionResult
 from .engine.model import STAGE1, TrainedModel
+from .engine.noise_model import NoiseModel, fit_from_calibration
 from .engine.outputs import predict_file_to
 from .engine.persistence import load_model as _load_model
 from .engine.pipelines.autostruct import mask_from_correlation, residual_correlation
@@ -235,3 +238,71 @@ def extract_mask(
     network = model.stage_networks.get(STAGE1, model.network)
     rho, pixels = residual_correlation(network, model.normalization, model.mode, stacks, device=device or model.device)
     return mask_from_correlation(rho, pixels, extractor)
+
+
+def _single_channel(image: ImageInput, axes: str | None, what: str) -> np.ndarray:
+    """A file or array as a ``(Y, X)`` image or ``(Z, Y, X)`` stack of one channel."""
+    if isinstance(image, (str, os.PathLike)):
+        array, meta = read_image_meta(image, axes)
+        stack = single_channel_stack(array, meta.axes, name=str(image))
+    else:
+        stack = single_channel_stack(np.asarray(image), axes, name=what)
+    return stack[0] if stack.shape[0] == 1 else stack
+
+
+def assess(
+    noisy: ImageInput,
+    denoised: ImageInput,
+    *,
+    model: TrainedModel | str | os.PathLike | None = None,
+    second: ImageInput | None = None,
+    noise_model: NoiseModel | None = None,
+    denoiser: Denoiser | None = None,
+    data_range: float | None = None,
+    axes: str | None = None,
+) -> Assessment:
+    """How good is ``denoised`` (made from ``noisy``) without a clean reference? See :mod:`.engine.assessment`.
+
+    ``model`` (a trained model or its run folder): its measured noise model, and the model itself as
+    the denoiser for the Stein term, i.e. ``denoised`` is that model's output. ``second``: an
+    independent noisy acquisition of the same field (its estimate needs no noise model).
+    ``noise_model`` (e.g. from :func:`fit_noise_model` on calibration frames) wins over the model's;
+    ``denoiser``: the function that made ``denoised`` when it is not the model (a filter).
+    ``data_range``: for the PSNR (default: the result's range). One channel: ``(Y, X)`` or ``(Z, Y, X)``.
+    """
+    x = _single_channel(noisy, axes, "noisy image")
+    s = _single_channel(denoised, axes, "denoised image")
+    y2 = None if second is None else _single_channel(second, axes, "second acquisition")
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    if model is not None:
+        if model.channels > 1:
+            raise InputError(f"assess takes one channel; this model has {model.channels}")
+        noise_model = noise_model or model.noise_model
+        if denoiser is None:
+            trained = model
+
+            def denoiser(image: np.ndarray) -> np.ndarray:
+                return trained.predict(image)
+
+    return _assess(x, s, noise_model, second=y2, denoiser=denoiser, data_range=data_range)
+
+
+def fit_noise_model(
+    frames: ImageInput | None = None,
+    dark: ImageInput | None = None,
+    *,
+    noisy: ImageInput | None = None,
+    denoised: ImageInput | None = None,
+) -> NoiseModel:
+    """A noise model from calibration data: ``frames`` (repeated frames of a static lit field, ``(T, Y, X)``)
+    and/or ``dark`` frames, or a ``noisy`` image with a ``denoised`` version of it (dark frames then fix
+    the offset and read noise)."""
+
+    def read(image: ImageInput | None, what: str) -> np.ndarray | None:
+        return None if image is None else _single_channel(image, None, what)
+
+    return fit_from_calibration(
+        read(frames, "calibration frames"), read(dark, "dark frames"), noisy=read(noisy, "noisy image"),
+        denoised=read(denoised, "denoised image"),
+    )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ..engine.compare import compare_results, format_table
 from ..engine.errors import ConfigError
 from ..engine.events import StopRequest
 from ..engine.figures import side_by_side, write_png
-from ..engine.filters import apply_filter_spec
+from ..engine.filters import apply_filter_spec, parse_filter_spec
 from ..engine.io import InputError, load_image, read_image_meta, write_tiff
 from ..engine.outputs import output_path, predict_and_write, predict_file_to, wanted_outputs
 from ..engine.persistence import save_mask
@@ -191,6 +192,53 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if figure is not None:
         panels = [("noisy", noisy), *results.items()] + ([("reference", reference)] if reference is not None else [])
         print(f"figure: {write_png(figure, side_by_side(panels, reference))}")
+    return 0
+
+
+def cmd_assess(args: argparse.Namespace) -> int:
+    """Reference-free quality numbers for a result: printed as a table, or as JSON with --json."""
+    if args.model and args.filter:
+        raise UsageError("--model and --filter name the denoiser that made the result: give one of them")
+    maps = {}
+    if args.maps:
+        maps = {name: Path(f"{args.maps}_{name}.tif") for name in ("residual", "likelihood")}
+        inputs = [args.noisy, args.denoised, *(p for p in (args.second, args.calibration, args.dark) if p)]
+        for path in maps.values():
+            _refuse_input_as_output(path, inputs)
+            _confirm_overwrite(path, args.force)
+    noise_model = None
+    if args.calibration or args.dark:
+        noise_model = api.fit_noise_model(args.calibration, args.dark, noisy=None if args.calibration else args.noisy,
+                                          denoised=None if args.calibration else args.denoised)
+    denoiser = None
+    if args.filter:
+        try:
+            parse_filter_spec(args.filter)
+        except ValueError as err:
+            raise UsageError(f"--filter: {err}") from None
+
+        def denoiser(image: np.ndarray) -> np.ndarray:
+            return apply_filter_spec(image, args.filter)
+
+    result = api.assess(
+        args.noisy, args.denoised, model=args.model, second=args.second, noise_model=noise_model,
+        denoiser=denoiser, data_range=args.data_range, axes=args.axes,
+    )  # fmt: skip
+    for name, path in maps.items():
+        array = result.residual if name == "residual" else result.likelihood_map
+        write_tiff(path, array)
+    if args.json:
+        record = result.to_dict()
+        record["maps"] = {name: str(path) for name, path in maps.items()}
+        print(json.dumps(record, indent=2))
+        return 0
+    width = max(len(label) for label, _ in result.summary_lines())
+    for label, value in result.summary_lines():
+        print(f"{label:<{width}}  {value}")
+    for note in result.notes:
+        print(f"note: {note}")
+    for name, path in maps.items():
+        print(f"{name} map: {path}")
     return 0
 
 

@@ -7,7 +7,7 @@ import argparse
 from .. import __version__
 from ..engine.io import OUTPUT_DTYPES
 from ..engine.registry import METHODS, MODES, OUTPUTS, PRESETS
-from .commands import cmd_compare, cmd_demo, cmd_filter, cmd_gui, cmd_mask, cmd_predict, cmd_train
+from .commands import cmd_assess, cmd_compare, cmd_demo, cmd_filter, cmd_gui, cmd_mask, cmd_predict, cmd_train
 
 
 def _positive_int(text: str) -> int:
@@ -130,6 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", help="write a side-by-side PNG")
     p.add_argument("--force", action="store_true", help="overwrite an existing figure file")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("assess", help="how good is a denoised image without a reference: PSNR estimate, residual")
+    p.add_argument("noisy")
+    p.add_argument("denoised")
+    p.add_argument("--model", help="run folder of the model that made DENOISED (its noise model, and the model)")
+    p.add_argument("--filter", help="the filter that made DENOISED, e.g. gaussian:1.5 (for the estimate)")
+    p.add_argument("--second", help="an independent noisy acquisition of the same field (the best MSE estimate)")
+    p.add_argument("--calibration", help="repeated frames of a static field (T, Y, X) for the noise model")
+    p.add_argument("--dark", help="dark frames (T, Y, X) for the noise model's offset and read noise")
+    p.add_argument("--data-range", type=float, help="intensity range for the PSNR (default: the result's)")
+    p.add_argument("--axes", help="axes of the images (letters of STCZYX), when not in the files")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    p.add_argument("--maps", help="write PREFIX_residual.tif and PREFIX_likelihood.tif")
+    p.add_argument("--force", action="store_true", help="overwrite existing map files")
+    p.set_defaults(func=cmd_assess)
 
     p = sub.add_parser("mask", help="extract a structured-noise mask from a trained model's residual")
     p.add_argument("model", help="run directory of a trained model (N2V or autoStructN2V)")

@@ -20,6 +20,7 @@ from .config import DenoiseConfig
 from .data import Normalization
 from .errors import ConfigError
 from .events import ProgressCallback, StopRequest
+from .noise_model import NoiseModel
 from .prediction import Predictor, check_finite_output
 from .registry import method_label, mode_label, stop_reason_text
 from .unet import UNet
@@ -50,6 +51,14 @@ class TrainedModel:
     target_channel_normalizations: list[Normalization] | None = None
     #: The axes of the images it was trained on (for the model card; prediction takes any axes).
     input_axes: str = ""
+    #: The noise of the training images, measured against the model's result: one per channel
+    #: (empty: not measured, e.g. paired methods, whose output is in the target's scale).
+    noise_models: list[NoiseModel] = field(default_factory=list)
+
+    @property
+    def noise_model(self) -> NoiseModel | None:
+        """The first channel's noise model (the only one of a single-channel model)."""
+        return self.noise_models[0] if self.noise_models else None
 
     # -- what it is ------------------------------------------------------------------------------
     @property
@@ -220,6 +229,9 @@ class TrainedModel:
             rows.append(("Output scale", "the target's intensities"))
         if self.stage_networks:
             rows.append(("Stages", " + ".join(sorted(self.stage_networks))))
+        for index, noise in enumerate(self.noise_models):
+            label = "Noise model" if len(self.noise_models) == 1 else f"Noise model (channel {index})"
+            rows.append((label, noise.describe()))
         if self.mask is not None:
             rows.append(("Mask", f"{int(self.mask.sum())} px, {' x '.join(str(s) for s in self.mask.shape)}"))
         if self.run_dir is not None:

@@ -27,6 +27,7 @@ from .config import AutoStructConfig, ConfigError, DenoiseConfig
 from .data import Normalization, network_channels
 from .io import atomic_write
 from .model import TrainedModel, now_iso
+from .noise_model import NoiseModel
 from .registry import METHODS
 from .unet import UNet, build_model
 
@@ -41,10 +42,12 @@ STAGE1_WEIGHTS = "stage1.pth"
 STAGE2_WEIGHTS = "stage2.pth"
 MASK_FILE = "mask.npy"
 HISTORY_FILE = "history.csv"
+#: The noise model measured after training (one per channel), read by ``assess`` and the posterior output.
+NOISE_MODEL_FILE = "noise_model.json"
 LOCK_FILE = ".run.lock"
 AUTOSTRUCT = "autostructn2v"
 #: Files a run writes; ``overwrite`` removes exactly these (and its outputs) from an old run folder.
-RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, STAGE1_WEIGHTS, STAGE2_WEIGHTS, MASK_FILE, HISTORY_FILE)
+RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, STAGE1_WEIGHTS, STAGE2_WEIGHTS, MASK_FILE, HISTORY_FILE, NOISE_MODEL_FILE)
 RUN_FILE_PATTERNS = ("history_*.csv", "denoised*.tif", "deconvolved*.tif")
 #: config.json is small; anything much larger is not one of ours (and may be a memory bomb).
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
@@ -408,11 +411,41 @@ def _weights_path(config_path: Path, name: Any, what: str) -> Path:
     return config_path.parent / path
 
 
+def save_noise_models(run_dir: str | os.PathLike, models: Sequence[NoiseModel]) -> Path:
+    """``noise_model.json``: the noise model of each image channel, written atomically."""
+    record = {"format": FORMAT, "noise_models": [model.to_dict() for model in models]}
+    return write_json_atomic(Path(run_dir) / NOISE_MODEL_FILE, record)
+
+
+def read_noise_models(run_dir: str | os.PathLike) -> list[NoiseModel]:
+    """The noise models stored beside a model (empty when it has none: trained before they were measured)."""
+    path = Path(run_dir) / NOISE_MODEL_FILE
+    if not path.exists():
+        return []
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ValueError("far too large for a noise model")
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or record.get("format") != FORMAT:
+            raise ValueError("not a denoise-studio noise model")
+        return [NoiseModel.from_dict(item) for item in record["noise_models"]]
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(
+            f"{path}: damaged noise model ({err}); delete the file to load the model without it"
+        ) from None
+
+
 def load_model(path: str | os.PathLike, weights: str | os.PathLike | None = None) -> TrainedModel:
     """Load a run folder (or a ``config.json``); ``weights`` replaces the final network's weights file."""
     config_path, record = read_record(path)
-    if record["method"] == AUTOSTRUCT:
-        return _load_pipeline(config_path, record, weights)
+    model = _load_pipeline(config_path, record, weights) if record["method"] == AUTOSTRUCT else (
+        _load_single(config_path, record, weights)
+    )
+    model.noise_models = read_noise_models(config_path.parent)
+    return model
+
+
+def _load_single(config_path: Path, record: dict, weights: str | os.PathLike | None) -> TrainedModel:
     try:
         config = DenoiseConfig.from_dict(record["config"])
         normalization = Normalization.from_dict(record["normalization"])

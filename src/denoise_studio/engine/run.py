@@ -8,7 +8,9 @@ Every face starts training here (the Python API, the command line, the napari do
 4. trains, with the best weights checkpointed to disk while it goes,
 5. autoStructN2V: stops at the review gate, where a *decision* (approve the mask as extracted or as
    edited, regenerate it with other extractor settings, skip stage 2) moves it on,
-6. writes ``history.csv`` and builds the one model record, :class:`~.model.TrainedModel`.
+6. writes ``history.csv`` and builds the one model record, :class:`~.model.TrainedModel`,
+7. measures the noise of the training images against the model's result (methods trained on the
+   noisy images alone) and stores it beside the weights (``noise_model.json``).
 
 A run stopped before its first optimiser step keeps no model and leaves no files behind.
 
@@ -34,13 +36,19 @@ from .events import ProgressCallback, RunState, StopRequest
 from .lazy import is_lazy, is_on_disk, lazy_samples
 from .mask_extraction import MaskExtractionResult
 from .model import STAGE1, TrainedModel, now_iso
-from .persistence import HISTORY_FILE, RunFolder, save_model, write_history
+from .noise_model import NoiseModel, fit_from_prediction
+from .persistence import HISTORY_FILE, RunFolder, save_model, save_noise_models, write_history
 from .pipelines.autostruct import AutoStructPipeline, AutoStructState
-from .registry import stop_reason_text
+from .registry import METHODS, stop_reason_text
 from .targets import prepare_targets
 from .training import TrainingResult, resolve_device, train
 
 RunConfig = DenoiseConfig | AutoStructConfig
+
+#: Pixels of the training data the noise model is measured on at most (a central block of planes).
+NOISE_MEASUREMENT_PIXELS = 4_000_000
+#: Largest Y/X side measured (a central crop beyond it).
+NOISE_MEASUREMENT_SIDE = 2048
 
 
 # -- review decisions ---------------------------------------------------------------------------
@@ -450,6 +458,9 @@ class TrainingRun:
             for stage, history in histories.items():
                 name = HISTORY_FILE if stage == "training" else f"history_{stage}.csv"
                 write_history(self.run_dir / name, history)
+        model.noise_models = measure_noise_models(model, self.images)
+        if model.noise_models and self.run_dir is not None:
+            save_noise_models(self.run_dir, model.noise_models)
         self._end(RunResult(model, state, message, self.run_dir, histories, summaries, self._extraction()))
 
     def _end_without_model(self, histories: dict, summaries: dict) -> None:
@@ -513,3 +524,35 @@ def run_training(
             raise
         run.decide(decision)
     return run.result
+
+
+def measure_noise_models(model: TrainedModel, stacks: Sequence[np.ndarray]) -> list[NoiseModel]:
+    """The noise model of each channel, measured on the largest in-memory training image against the
+    model's result (a central block of planes and at most a 2048-px central crop: a few seconds).
+
+    Empty for paired methods (their output is in the target's scale, not the input's), for images
+    read from disk, and for images too small or too clean to measure.
+    """
+    if METHODS[model.method].target != "none" or model.target_normalization is not None:
+        return []
+    in_memory = [np.asarray(stack) for stack in stacks if not is_lazy(stack) and not is_on_disk(stack)]
+    if not in_memory:
+        return []
+    stack = max(in_memory, key=lambda a: a[0].size)  # (C, Z, Y, X)
+    depth, height, width = stack.shape[1:]
+    planes = max(1, min(depth, NOISE_MEASUREMENT_PIXELS // max(1, min(height, NOISE_MEASUREMENT_SIDE) ** 2)))
+    z0 = (depth - planes) // 2
+    y0 = max(0, (height - NOISE_MEASUREMENT_SIDE) // 2)
+    x0 = max(0, (width - NOISE_MEASUREMENT_SIDE) // 2)
+    block = np.ascontiguousarray(
+        stack[:, z0 : z0 + planes, y0 : y0 + NOISE_MEASUREMENT_SIDE, x0 : x0 + NOISE_MEASUREMENT_SIDE],
+        dtype=np.float32,
+    )
+    denoised = model.predict(block, axes="CZYX")
+    found = []
+    for channel in range(block.shape[0]):
+        try:
+            found.append(fit_from_prediction(block[channel], denoised[channel]))
+        except InputError:
+            return []  # too small or noise-free: no model rather than a wrong one
+    return found
