@@ -99,3 +99,18 @@ def test_noise_free_or_tiny_images_are_refused():
         fit_from_prediction(clean, clean)
     with pytest.raises(InputError, match="at least 8 x 8"):
         fit_from_prediction(clean[:4, :4], clean[:4, :4])
+
+
+def test_a_damaged_noise_model_file_is_named(tmp_path, tiny_config):
+    import denoise_studio as ds
+    from denoise_studio.engine.persistence import NOISE_MODEL_FILE, ModelFileError
+
+    clean = clean_image(96)
+    run = ds.train([noisy_of(clean).astype(np.float32)], tiny_config(), run_dir=tmp_path / "run")
+    assert run.model.noise_model is not None
+    damaged = '{"format": "denoise-studio-model", "noise_models": [{"gain": -1}]}'
+    (tmp_path / "run" / NOISE_MODEL_FILE).write_text(damaged)
+    with pytest.raises(ModelFileError, match="noise_model.json"):
+        ds.load_model(tmp_path / "run")
+    (tmp_path / "run" / NOISE_MODEL_FILE).unlink()
+    assert ds.load_model(tmp_path / "run").noise_model is None
