@@ -30,6 +30,7 @@ from ..state.session import Session
 from ..workers.inference import Prediction, add_result_layers, predict_file, predict_image
 from ..workers.worker import EngineJob, Outcome, guarded
 from .dock import StudioDock
+from .quality_panel import QualityPanel
 from .side_by_side import SideBySide
 from .training_dock import format_duration
 
@@ -114,6 +115,9 @@ class ResultsDock(StudioDock):
         process_layout.addWidget(self.progress)
         process_layout.addWidget(self.process_status)
 
+        # -- quality without a reference --
+        self.quality = QualityPanel(self.session, self.viewer, self._update_buttons)
+
         # -- workspace --
         workspace_box = QGroupBox("Workspace")
         workspace_layout = QVBoxLayout(workspace_box)
@@ -126,7 +130,7 @@ class ResultsDock(StudioDock):
         workspace_layout.addWidget(change)
 
         layout = QVBoxLayout(self)
-        for widget in (self.card, view_box, process_box, workspace_box):
+        for widget in (self.card, view_box, process_box, self.quality, workspace_box):
             layout.addWidget(widget)
         layout.addStretch(1)
 
@@ -152,6 +156,7 @@ class ResultsDock(StudioDock):
                 text = QLabel(value)
                 text.setWordWrap(True)
                 self.card_layout.addRow(f"{label}:", text)
+        self.quality.show_noise_model(model)
         has_stage1 = model is not None and model.has_separate_stage1
         self.with_stage1.setVisible(has_stage1)
         self.with_stage1.setChecked(has_stage1)
@@ -164,6 +169,7 @@ class ResultsDock(StudioDock):
         else:
             noisy, results = comparison
             self.comparison_label.setText(" | ".join([noisy, *results]))
+        self.quality.show_comparison()
         self._update_buttons()
 
     def _show_workspace(self) -> None:
@@ -178,9 +184,9 @@ class ResultsDock(StudioDock):
             self.layer_combo.setCurrentText(current)
 
     def _update_buttons(self) -> None:
-        running = self.job is not None  # cleared when the job's outcome arrives
+        running = self.job is not None or self.quality.job is not None  # cleared when the job's outcome arrives
         self.process_button.setEnabled(self.session.model is not None and not running)
-        self.stop_button.setEnabled(running)
+        self.stop_button.setEnabled(self.job is not None)
         self.open_button.setEnabled(self.session.comparison is not None)
 
     # -- side by side -------------------------------------------------------------------------------------------

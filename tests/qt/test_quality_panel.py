@@ -1,0 +1,69 @@
+"""The Results dock's quality panel: the noise model plot, Assess, its numbers and its map layers."""
+
+import numpy as np
+import pytest
+
+from tests.engine.test_noise_model import clean_image, noisy_of
+from tests.qt.qt_helpers import TINY, click, set_fields
+
+
+@pytest.fixture
+def trained(studio, qtbot, workspace, synchronous):
+    viewer, widget = studio
+    noisy = noisy_of(clean_image(96)).astype(np.float32)
+    viewer.add_image(noisy, name="cells")
+    click(qtbot, widget.method.method_buttons["n2v"])
+    set_fields(widget.configure, TINY)
+    assert widget.training.start()
+    assert widget.training.state == "complete"
+    return viewer, widget, noisy
+
+
+def test_the_noise_model_is_plotted_and_a_result_is_assessed(trained, qtbot):
+    viewer, widget, noisy = trained
+    panel = widget.results.quality
+    model = widget.session.model
+    assert model.noise_model is not None
+    assert "Noise model: gain" in panel.noise_label.text()
+    assert not panel.plot.isHidden()
+    xs, ys = panel.measured_curve.getData()
+    assert len(xs) == len(model.noise_model.bins.signal) and np.all(ys > 0)
+
+    noisy_name, results = widget.session.comparison
+    assert noisy_name == "cells" and panel.result_combo.currentText() == results[0]
+    assert panel.assess_button.isEnabled()
+    click(qtbot, panel.assess_button)
+
+    assessment = panel.assessment
+    assert assessment is not None and np.isfinite(assessment.psnr_estimate)
+    assert "Monte-Carlo" in assessment.mse_method  # the session's model made the result: its divergence
+    assert "estimated PSNR" in panel.status.text()
+    rows = {panel.numbers.itemAt(i).widget().text() for i in range(panel.numbers.count())}
+    assert any("dB" in text for text in rows)
+    residual_name, likelihood_name = panel.added_layers
+    assert viewer.layers[residual_name].data.shape == noisy.shape
+    assert viewer.layers[likelihood_name].data.dtype == np.float32
+    assert viewer.layers["cells"].data is not None and np.array_equal(viewer.layers["cells"].data, noisy)
+
+    # A second assessment adds new layers and never replaces the first ones.
+    click(qtbot, panel.assess_button)
+    assert set(panel.added_layers).isdisjoint({residual_name, likelihood_name})
+    assert residual_name in viewer.layers
+
+
+def test_assess_says_why_it_cannot_start(trained, qtbot):
+    viewer, widget, _noisy = trained
+    panel = widget.results.quality
+    _noisy_name, results = widget.session.comparison
+    viewer.layers.remove(results[0])  # the comparison goes with it
+    assert not panel.assess_button.isEnabled()
+    assert not panel.assess()
+    assert "Nothing to assess" in panel.status.text()
+
+
+def test_without_a_model_there_is_no_plot(studio):
+    _viewer, widget = studio
+    panel = widget.results.quality
+    assert panel.plot.isHidden()
+    assert "No model yet" in panel.noise_label.text()
+    assert not panel.assess_button.isEnabled()
