@@ -65,6 +65,9 @@ def test_train_writes_the_run(trained_run, noisy_tif):
     denoised = tifffile.imread(run_dir / "denoised.tif")
     assert denoised.shape == tifffile.imread(noisy_tif).shape and denoised.dtype == np.float32
     assert str(run_dir / "denoised.tif") in stdout
+    # The noise measured against the result is stored and printed.
+    assert (run_dir / "noise_model.json").exists()
+    assert "noise model: gain" in stdout
 
 
 def test_predict_a_stack(trained_run, workdir, make_image):

@@ -131,6 +131,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"no model was kept; {out} holds no run files")
         return EXIT_STOPPED
     print(f"model: {out / 'config.json'}")
+    for index, noise in enumerate(run.model.noise_models):
+        channel = "" if len(run.model.noise_models) == 1 else f" (channel {index})"
+        print(f"noise model{channel}: {noise.describe()}")
     if args.no_predict:
         return 0
     # A stopped training still denoises its input with the best model; Ctrl-C now stops that too.
