@@ -75,3 +75,14 @@ def test_bad_input_is_one_line(pair, tmp_path, capsys):
     assert main(["assess", str(paths["noisy"]), str(paths["filtered"]), "--maps", str(tmp_path / "noisy")]) == 0
     assert main(["assess", str(paths["noisy"]), str(paths["filtered"]), "--maps", str(tmp_path / "noisy")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_compare_with_a_model_adds_the_estimate(tmp_path, capsys, tiny_config):
+    clean = clean_image(96)
+    noisy = noisy_of(clean).astype(np.float32)
+    ds.train([noisy], tiny_config(), run_dir=tmp_path / "run")
+    tifffile.imwrite(tmp_path / "noisy.tif", noisy)
+    assert main(["compare", str(tmp_path / "noisy.tif"), "--filter", "gaussian:1.0", "--model",
+                 str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "estimated PSNR (dB, no reference)" in out and "Monte-Carlo" in out

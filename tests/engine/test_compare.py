@@ -110,3 +110,22 @@ def test_the_table_lists_the_verdicts_only_without_a_reference():
     blind = format_table(compare_results(noisy, {"good": clean}))
     assert "- good: " in blind and "underestimates" in blind
     assert "underestimates" not in format_table(compare_results(noisy, {"good": clean}, clean))
+
+
+def test_with_a_noise_model_each_result_gets_a_reference_free_psnr_estimate():
+    from denoise_studio.engine.metrics import psnr
+    from denoise_studio.engine.noise_model import fit_from_prediction
+
+    # 512 px: the estimate subtracts two terms ~25x the blur's MSE, each known to ~sqrt(2/N).
+    y, x = np.mgrid[:512, :512]
+    clean = 100 + 40 * np.sin(x / 7.0) * np.cos(y / 11.0)
+    noisy = clean + np.random.default_rng(0).normal(0, 15.0, clean.shape)
+    noise_model = fit_from_prediction(noisy, clean)
+    blur = lambda image: ndimage.gaussian_filter(image, 1.5)  # noqa: E731
+    rows = compare_results(noisy, {"blur": blur(noisy)}, clean, noise_model=noise_model, denoisers={"blur": blur})
+    assert np.isnan(rows[0]["psnr_estimate"]) and rows[0]["estimate_method"] == ""
+    assert rows[1]["psnr_estimate"] == pytest.approx(psnr(blur(noisy), clean), abs=0.75)
+    assert "Monte-Carlo" in rows[1]["estimate_method"]
+    assert "estimated PSNR" in format_table(rows)
+    # Without a noise model there is no estimate (nothing is made up).
+    assert "psnr_estimate" not in compare_results(noisy, {"blur": blur(noisy)})[1]

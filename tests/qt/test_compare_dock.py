@@ -325,3 +325,22 @@ def test_each_side_by_side_view_is_captioned_with_its_layer(pair, qtbot, synchro
     click(qtbot, dock.single_button)
     assert not any(layer.name_overlay.visible for layer in viewer.layers)
     assert viewer.layers["result"].name_overlay.box is False and dock.view_order.text() == ""
+
+
+def test_with_a_trained_model_the_table_estimates_psnr_without_the_reference(pair, qtbot, synchronous):
+    from denoise_studio.engine.noise_model import fit_from_prediction
+
+    viewer, dock = pair
+
+    class WithNoiseModel:  # what the session's model contributes: its measured noise model
+        name = "run"
+        noise_model = fit_from_prediction(viewer.layers["noisy"].data, viewer.layers["reference"].data)
+
+    dock.session.model = WithNoiseModel()
+    dock.set_reference(None)
+    dock.set_filter("gaussian", size=1.5)
+    click(qtbot, dock.compute_button)
+    estimates = dock.column_values("Est. PSNR (dB)")
+    assert estimates["noisy"] == ""
+    assert float(estimates["noisy gaussian 1.5"]) > 20
+    assert estimates["result"] != ""

@@ -187,11 +187,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise UsageError(f"--filter: {err}") from None
     reference = load_image(args.reference) if args.reference else None
+    noise_model = None
+    if args.model:
+        noise_model = api.load_model(args.model).noise_model
+        if noise_model is None:
+            raise UsageError(f"--model {args.model}: this model has no noise model (paired methods, or trained before "
+                             "noise models were measured)")
+    denoisers = {spec: (lambda image, spec=spec: apply_filter_spec(image, spec)) for spec in args.filter or []}
     try:
-        rows = compare_results(noisy, results, reference)
+        rows = compare_results(noisy, results, reference, noise_model=noise_model, denoisers=denoisers)
     except ValueError as err:
         raise InputError(str(err)) from None
     print(format_table(rows))
+    if noise_model is not None:
+        print("estimated PSNR: " + "; ".join(f"{row['name']}: {row['estimate_method']}" for row in rows[1:]))
     if figure is not None:
         panels = [("noisy", noisy), *results.items()] + ([("reference", reference)] if reference is not None else [])
         print(f"figure: {write_png(figure, side_by_side(panels, reference))}")

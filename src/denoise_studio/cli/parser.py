@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", help="also compare a filter, e.g. --filter gaussian:1.5")
     p.add_argument("--reference", help="a high-SNR image of the same field: PSNR, SSIM, SNR")
     p.add_argument("--figure", help="write a side-by-side PNG")
+    p.add_argument("--model", help="a run folder: its noise model adds a reference-free PSNR estimate per result")
     p.add_argument("--force", action="store_true", help="overwrite an existing figure file")
     p.set_defaults(func=cmd_compare)
 

@@ -21,7 +21,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .assessment import Denoiser, assess
+from .errors import InputError
 from .metrics import noise_sigma, psnr, ssim
+from .noise_model import NoiseModel
 
 #: |lag-1 autocorrelation| of the residual above which it counts as spatially correlated.
 CORRELATED_RHO = 0.1
@@ -123,16 +126,35 @@ def judge_removal(noisy: np.ndarray, image: np.ndarray, input_noise: float | Non
     }
 
 
+def estimate_range(noisy: np.ndarray, reference: np.ndarray | None) -> float:
+    """The intensity range the reference-free PSNR estimates use: the reference's when there is one (so
+    that estimate and measurement compare), else the noisy input's 0.1-99.9 percentile span (its raw
+    max - min is the noise's)."""
+    if reference is not None:
+        return float(np.ptp(reference))
+    low, high = np.percentile(noisy, [0.1, 99.9])
+    return float(high - low) or float(np.ptp(noisy)) or 1.0
+
+
 def compare_results(
-    noisy: np.ndarray, results: dict[str, np.ndarray], reference: np.ndarray | None = None
+    noisy: np.ndarray,
+    results: dict[str, np.ndarray],
+    reference: np.ndarray | None = None,
+    *,
+    noise_model: NoiseModel | None = None,
+    denoisers: dict[str, Denoiser] | None = None,
 ) -> list[dict[str, float | str]]:
     """One row per image (the noisy input first): PSNR/SSIM/SNR with a reference, noise estimates always.
 
     Every result row also holds :func:`judge_removal`'s diagnostics and verdict (the noisy input's
-    row has the verdict ""), which is what can be said without a reference.
+    row has the verdict ""), which is what can be said without a reference. With a ``noise_model``,
+    each result row also gets ``psnr_estimate``: the reference-free estimate of
+    :func:`~denoise_studio.engine.assessment.assess` over :func:`estimate_range`, using the
+    result's entry of ``denoisers`` (the function that made it) when there is one.
     """
     noisy = np.asarray(noisy, dtype=np.float64)
     input_noise = noise_sigma(noisy)
+    data_range = estimate_range(noisy, reference) if noise_model is not None else None
     rows = []
     for index, (name, image) in enumerate({"noisy input": noisy, **results}.items()):
         image = np.asarray(image, dtype=np.float64)
@@ -148,6 +170,17 @@ def compare_results(
             row.update(rho_rows=0.0, rho_cols=0.0, structure_corr=0.0, ratio=0.0, verdict="", verdict_text="")
         else:
             row.update(judge_removal(noisy, image, input_noise))
+        if noise_model is not None:
+            if index == 0:
+                row.update(psnr_estimate=float("nan"), estimate_method="")
+            else:
+                try:
+                    found = assess(
+                        noisy, image, noise_model, denoiser=(denoisers or {}).get(name), data_range=data_range
+                    )
+                    row.update(psnr_estimate=found.psnr_estimate, estimate_method=found.mse_method)
+                except InputError as err:  # e.g. channels: the other numbers still stand
+                    row.update(psnr_estimate=float("nan"), estimate_method=f"not estimated: {err}")
         if reference is not None:
             row.update(psnr=psnr(image, reference), ssim=ssim(image, reference), snr=snr(image, reference))
         rows.append(row)
@@ -159,12 +192,18 @@ def format_table(rows: list[dict[str, float | str]]) -> str:
     with_reference = "psnr" in rows[0]
     header = ["result", "PSNR (dB)", "SSIM", "SNR (dB)"] if with_reference else ["result"]
     header += ["noise left (sigma)", "removed (residual std)"]
+    estimated = "psnr_estimate" in rows[0]
+    if estimated:
+        header.append("estimated PSNR (dB, no reference)")
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for row in rows:
         cells = [str(row["name"])]
         if with_reference:
             cells += [f"{row['psnr']:.2f}", f"{row['ssim']:.3f}", f"{row['snr']:.2f}"]
         cells += [f"{row['noise_left']:.4g}", f"{row['residual_std']:.4g}"]
+        if estimated:
+            value = float(row["psnr_estimate"])
+            cells.append(f"{value:.2f}" if np.isfinite(value) else "")
         lines.append("| " + " | ".join(cells) + " |")
     verdicts = [f"- {row['name']}: {row['verdict_text']}" for row in rows if row.get("verdict_text")]
     if verdicts and not with_reference:

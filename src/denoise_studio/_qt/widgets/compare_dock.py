@@ -53,6 +53,7 @@ from ...engine.io import InputError
 from ..state.session import Session, layer_shape, read_pixels, unique_layer_name
 from ..workers.worker import EngineJob, Outcome, guarded
 from .dock import StudioDock
+from .quality_panel import denoiser_of
 from .side_by_side import SideBySide
 
 if TYPE_CHECKING:
@@ -79,6 +80,13 @@ NOISE_COLUMNS = (
      "The noise left in the image: a white-noise estimate from its finest wavelet band."),
     ("residual_std", "Removed (std)", "Removed\n(std)", "{:.4g}",
      "The spread of what the image removed: the standard deviation of noisy − image."),
+)  # fmt: skip
+#: Shown when the session's model has a noise model (see compare_results).
+ESTIMATE_COLUMN = (
+    "psnr_estimate", "Est. PSNR (dB)", "Est. PSNR\n(dB)", "{:.2f}",
+    "PSNR estimated without the reference (Stein's risk estimate under the trained model's noise model; "
+    "range: the reference's, or the noisy image's 0.1-99.9 % span). Optimistic by up to ~2 dB when the "
+    "noise model was measured from the data alone (docs/benchmarks.md).",
 )  # fmt: skip
 NO_REFERENCE_NOTE = (
     "Without a reference only noise estimates are shown: the noise left in each image (a white-noise "
@@ -591,13 +599,25 @@ class CompareDock(StudioDock):
         except InputError as err:
             return self._refuse(str(err))
 
+        model = self.session.model
+        noise_model = model.noise_model if model is not None else None
+        denoisers = {}
+        for name in results:
+            by_model, by_filter = denoiser_of(self.viewer.layers[name], model)
+            denoisers[name] = by_filter or (by_model.predict if by_model is not None else None)
+        for spec in filters:
+            denoisers[spec.label] = lambda image, spec=spec: apply_filter(image, spec.name, spec.size)
+
         def call(_callback, _stop) -> Comparison:
             noisy = read_pixels(noisy_array)
             arrays = {name: read_pixels(array) for name, array in result_arrays.items()}
             reference = None if reference_array is None else read_pixels(reference_array)
             filtered = {spec.label: apply_filter(noisy, spec.name, spec.size) for spec in filters}
             try:
-                rows = compare_results(noisy, {**arrays, **filtered}, reference)
+                rows = compare_results(
+                    noisy, {**arrays, **filtered}, reference, noise_model=noise_model,
+                    denoisers={name: f for name, f in denoisers.items() if f is not None},
+                )  # fmt: skip
             except ValueError as err:  # a shape mismatch, written for the user
                 raise InputError(str(err)) from None
             return Comparison(filtered, rows)
@@ -657,6 +677,8 @@ class CompareDock(StudioDock):
     def _fill_table(self, rows: list[dict], names: dict[str, str]) -> None:
         with_reference = "psnr" in rows[0]
         columns = (*(REFERENCE_COLUMNS if with_reference else ()), *NOISE_COLUMNS)
+        if "psnr_estimate" in rows[0]:
+            columns = (*columns, ESTIMATE_COLUMN)
         self.table.clear()
         self.table.setColumnCount(len(columns) + 1)
         self.table.setRowCount(len(rows))
@@ -679,7 +701,7 @@ class CompareDock(StudioDock):
                 verdicts.append(f"<b>{_html(name)}</b>: {_html(verdict)}")
             for column, (key, _title, _text, fmt, _tip) in enumerate(columns, start=1):
                 value = float(row[key])
-                text = fmt.format(value) if math.isfinite(value) else "∞"
+                text = fmt.format(value) if math.isfinite(value) else ("" if math.isnan(value) else "∞")
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(index, column, item)
