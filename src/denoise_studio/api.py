@@ -268,7 +268,8 @@ def assess(
     independent noisy acquisition of the same field (its estimate needs no noise model).
     ``noise_model`` (e.g. from :func:`fit_noise_model` on calibration frames) wins over the model's;
     ``denoiser``: the function that made ``denoised`` when it is not the model (a filter).
-    ``data_range``: for the PSNR (default: the result's range). One channel: ``(Y, X)`` or ``(Z, Y, X)``.
+    ``data_range``: for the PSNR (default: the noisy image's 0.1-99.9 percentile span).
+    One channel: ``(Y, X)`` or ``(Z, Y, X)``.
     """
     x = _single_channel(noisy, axes, "noisy image")
     s = _single_channel(denoised, axes, "denoised image")

@@ -108,9 +108,42 @@ def test_a_damaged_noise_model_file_is_named(tmp_path, tiny_config):
     clean = clean_image(96)
     run = ds.train([noisy_of(clean).astype(np.float32)], tiny_config(), run_dir=tmp_path / "run")
     assert run.model.noise_model is not None
-    damaged = '{"format": "denoise-studio-model", "noise_models": [{"gain": -1}]}'
+    damaged = '{"format": "denoise-studio-model", "noise_models": [{"gain": -1, "offset": 0, "read_variance": 1}]}'
     (tmp_path / "run" / NOISE_MODEL_FILE).write_text(damaged)
-    with pytest.raises(ModelFileError, match="noise_model.json"):
+    with pytest.raises(ModelFileError, match="noise_model.json.*must not be negative"):
         ds.load_model(tmp_path / "run")
     (tmp_path / "run" / NOISE_MODEL_FILE).unlink()
     assert ds.load_model(tmp_path / "run").noise_model is None
+
+
+def test_noise_is_measured_for_2p5d_and_wide_images_and_a_failure_keeps_the_model(
+    tmp_path, tiny_config, monkeypatch
+):
+    import denoise_studio as ds
+    from denoise_studio.engine import run as run_module
+
+    clean = clean_image(64)
+    stack = np.stack([noisy_of(clean, seed=s) for s in range(24)]).astype(np.float32)
+    result = ds.train([stack], tiny_config(mode="2.5d"))
+    assert result.model.noise_model is not None  # 2.5D needs 3 planes around the measured one
+
+    measured = {}
+    original = run_module.fit_from_prediction
+
+    def spy(noisy, denoised):
+        measured["shape"] = noisy.shape
+        return original(noisy, denoised)
+
+    monkeypatch.setattr(run_module, "NOISE_MEASUREMENT_PIXELS", 64 * 256)
+    monkeypatch.setattr(run_module, "fit_from_prediction", spy)
+    wide = noisy_of(np.tile(clean_image(64), (1, 8))).astype(np.float32)  # 64 x 512
+    ds.train([wide], tiny_config())
+    assert int(np.prod(measured["shape"])) <= 64 * 256  # the budget is pixels, not height squared
+
+    def broken(*_args):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(run_module, "fit_from_prediction", broken)
+    kept = ds.train([noisy_of(clean).astype(np.float32)], tiny_config(), run_dir=tmp_path / "run")
+    assert kept.model is not None and kept.model.noise_models == []
+    assert (tmp_path / "run" / "model.pth").exists() and not (tmp_path / "run" / "noise_model.json").exists()

@@ -67,3 +67,20 @@ def test_without_a_model_there_is_no_plot(studio):
     assert panel.plot.isHidden()
     assert "No model yet" in panel.noise_label.text()
     assert not panel.assess_button.isEnabled()
+
+
+def test_a_single_plane_stack_gets_maps_of_its_own_shape(trained, qtbot):
+    viewer, widget, noisy = trained
+    _noisy_name, results = widget.session.comparison
+    result = np.asarray(viewer.layers[results[0]].data)
+    viewer.add_image(noisy[None], name="plane", scale=(2.0, 0.5, 0.5))
+    viewer.add_image(result[None], name="plane result", scale=(2.0, 0.5, 0.5))
+    widget.session.set_comparison("plane", ["plane result"])
+    panel = widget.results.quality
+    click(qtbot, panel.assess_button)
+    assert "estimated PSNR" in panel.status.text(), panel.status.text()
+    for name in panel.added_layers:
+        assert viewer.layers[name].data.shape == (1, 96, 96)
+        assert tuple(viewer.layers[name].scale) == (2.0, 0.5, 0.5)
+    # Not made by the session's model or a filter: the estimate says what it assumed.
+    assert any("J-invariant" in note or "blind-spot" in note for note in panel.assessment.notes)

@@ -189,7 +189,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     reference = load_image(args.reference) if args.reference else None
     noise_model = None
     if args.model:
-        noise_model = api.load_model(args.model).noise_model
+        model = api.load_model(args.model)
+        if model.channels > 1:
+            raise UsageError(f"--model {args.model}: compare takes one channel; this model has {model.channels}")
+        noise_model = model.noise_model
         if noise_model is None:
             raise UsageError(f"--model {args.model}: this model has no noise model (paired methods, or trained before "
                              "noise models were measured)")

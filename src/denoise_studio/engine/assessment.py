@@ -48,6 +48,8 @@ KEPT_CORRELATION = 0.1
 FLAT_SPECTRUM = 0.9
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
+#: Largest image assessed (it holds ~10 float64 copies and runs the denoiser three times).
+MAX_ASSESSED_PIXELS = 64_000_000
 
 
 @dataclass
@@ -126,6 +128,11 @@ def _check_pair(noisy: np.ndarray, denoised: np.ndarray) -> tuple[np.ndarray, np
     s = np.asarray(denoised, dtype=np.float64)
     if x.shape != s.shape:
         raise InputError(f"the noisy image {x.shape} and the denoised one {s.shape} differ in shape")
+    if x.size > MAX_ASSESSED_PIXELS:
+        raise InputError(
+            f"assess works in memory and this image has {x.size / 1e6:.0f} megapixels (at most "
+            f"{MAX_ASSESSED_PIXELS // 1_000_000}); assess a crop or a few planes"
+        )
     if x.ndim not in (2, 3):
         raise InputError(f"assess takes a 2D image or a (Z, Y, X) stack of one channel, got shape {x.shape}")
     if min(x.shape[-2:]) < 8:
@@ -205,7 +212,9 @@ def residual_whiteness(noisy: np.ndarray, denoised: np.ndarray, noise_model: Noi
     axes = {"Y": z.ndim - 2, "X": z.ndim - 1}
     if z.ndim == 3 and z.shape[0] > 1:
         axes = {"Z": 0, **axes}
-    correlation = {name: [_correlation(z, axis, lag) for lag in LAGS] for name, axis in axes.items()}
+    correlation = {
+        name: [_correlation(z, axis, lag) for lag in LAGS if lag < z.shape[axis]] for name, axis in axes.items()
+    }
     noise_y, noise_x = noise_model.lag1_correlation()
     expected = {"Y": noise_y, "X": noise_x, "Z": 0.0}
     flatness = spectral_flatness(z)
@@ -331,6 +340,16 @@ def monte_carlo_divergence(
     return total / probes
 
 
+def estimate_range(noisy: np.ndarray, reference: np.ndarray | None = None) -> float:
+    """The intensity range reference-free PSNR estimates use everywhere (CLI, API, Results and Compare
+    docks): the reference's max - min when there is one (so that estimate and measurement compare),
+    else the noisy image's 0.1-99.9 percentile span (its raw max - min is mostly the noise's)."""
+    if reference is not None:
+        return float(np.ptp(reference))
+    low, high = np.percentile(noisy, [0.1, 99.9])
+    return float(high - low) or float(np.ptp(noisy)) or 1.0
+
+
 def _psnr(mse: float, data_range: float) -> float:
     if mse <= 0:
         return float("inf")
@@ -354,17 +373,17 @@ def assess(
     ``second``: an independent noisy acquisition of the same field (better MSE estimate).
     ``denoiser``: the function that made ``denoised`` (a model's predict, a filter), for the divergence
     term; ``j_invariant``: the result does not depend on each pixel's own value (the term is zero).
-    ``data_range``: for the PSNR (default: the result's max − min).
+    ``data_range``: for the PSNR (default: :func:`estimate_range` of the noisy image).
     """
     x, s = _check_pair(noisy, denoised)
+    data_range = estimate_range(x) if data_range is None else float(data_range)
+    if not math.isfinite(data_range) or data_range <= 0:
+        raise InputError(f"data_range must be a positive number, got {data_range}")
     notes: list[str] = []
     if noise_model is None:
         noise_model = fit_from_prediction(x, s)
         notes.append("noise model measured from this pair (neighbouring-pixel differences)")
     variance = noise_model.variance(s)
-    data_range = float(np.ptp(s)) if data_range is None else float(data_range)
-    if data_range <= 0:
-        raise InputError("the denoised image is constant: give data_range for its PSNR")
     divergence: float | None = None
     if second is not None:
         y2 = np.asarray(second, dtype=np.float64)

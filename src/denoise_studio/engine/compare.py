@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .assessment import Denoiser, assess
+from .assessment import Denoiser, assess, estimate_range
 from .errors import InputError
 from .metrics import noise_sigma, psnr, ssim
 from .noise_model import NoiseModel
@@ -124,16 +124,6 @@ def judge_removal(noisy: np.ndarray, image: np.ndarray, input_noise: float | Non
         "verdict": verdict,
         "verdict_text": text[:1].upper() + text[1:] + ".",
     }
-
-
-def estimate_range(noisy: np.ndarray, reference: np.ndarray | None) -> float:
-    """The intensity range the reference-free PSNR estimates use: the reference's when there is one (so
-    that estimate and measurement compare), else the noisy input's 0.1-99.9 percentile span (its raw
-    max - min is the noise's)."""
-    if reference is not None:
-        return float(np.ptp(reference))
-    low, high = np.percentile(noisy, [0.1, 99.9])
-    return float(high - low) or float(np.ptp(noisy)) or 1.0
 
 
 def compare_results(

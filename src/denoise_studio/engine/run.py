@@ -21,6 +21,8 @@ The napari dock steps the same :class:`TrainingRun` with the same decisions from
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,11 +46,10 @@ from .targets import prepare_targets
 from .training import TrainingResult, resolve_device, train
 
 RunConfig = DenoiseConfig | AutoStructConfig
+logger = logging.getLogger(__name__)
 
 #: Pixels of the training data the noise model is measured on at most (a central block of planes).
 NOISE_MEASUREMENT_PIXELS = 4_000_000
-#: Largest Y/X side measured (a central crop beyond it).
-NOISE_MEASUREMENT_SIDE = 2048
 
 
 # -- review decisions ---------------------------------------------------------------------------
@@ -528,31 +529,28 @@ def run_training(
 
 def measure_noise_models(model: TrainedModel, stacks: Sequence[np.ndarray]) -> list[NoiseModel]:
     """The noise model of each channel, measured on the largest in-memory training image against the
-    model's result (a central block of planes and at most a 2048-px central crop: a few seconds).
+    model's result: a central block of at most NOISE_MEASUREMENT_PIXELS, with as many planes as the
+    mode needs to predict (3 for 2.5D, the patch depth for 3D) and the Y/X crop shrunk to fit.
 
     Empty for paired methods (their output is in the target's scale, not the input's), for images
-    read from disk, and for images too small or too clean to measure.
+    read from disk, and when the measurement fails: a trained model is never lost to it.
     """
     if METHODS[model.method].target != "none" or model.target_normalization is not None:
         return []
-    in_memory = [np.asarray(stack) for stack in stacks if not is_lazy(stack) and not is_on_disk(stack)]
+    in_memory = [stack for stack in stacks if not is_lazy(stack) and not is_on_disk(stack)]
     if not in_memory:
         return []
-    stack = max(in_memory, key=lambda a: a[0].size)  # (C, Z, Y, X)
+    stack = np.asarray(max(in_memory, key=lambda a: int(np.prod(a.shape[1:]))))  # (C, Z, Y, X)
     depth, height, width = stack.shape[1:]
-    planes = max(1, min(depth, NOISE_MEASUREMENT_PIXELS // max(1, min(height, NOISE_MEASUREMENT_SIDE) ** 2)))
-    z0 = (depth - planes) // 2
-    y0 = max(0, (height - NOISE_MEASUREMENT_SIDE) // 2)
-    x0 = max(0, (width - NOISE_MEASUREMENT_SIDE) // 2)
-    block = np.ascontiguousarray(
-        stack[:, z0 : z0 + planes, y0 : y0 + NOISE_MEASUREMENT_SIDE, x0 : x0 + NOISE_MEASUREMENT_SIDE],
-        dtype=np.float32,
-    )
-    denoised = model.predict(block, axes="CZYX")
-    found = []
-    for channel in range(block.shape[0]):
-        try:
-            found.append(fit_from_prediction(block[channel], denoised[channel]))
-        except InputError:
-            return []  # too small or noise-free: no model rather than a wrong one
-    return found
+    needed = {"2.5d": 3, "3d": model.config.data.patch_size_z}.get(model.mode, 1)
+    planes = min(depth, max(needed, NOISE_MEASUREMENT_PIXELS // max(1, height * width)))
+    crop_y = min(height, max(int(math.sqrt(NOISE_MEASUREMENT_PIXELS / planes)), 32))
+    crop_x = min(width, max(NOISE_MEASUREMENT_PIXELS // planes // crop_y, 32))
+    z0, y0, x0 = (depth - planes) // 2, (height - crop_y) // 2, (width - crop_x) // 2
+    block = np.ascontiguousarray(stack[:, z0 : z0 + planes, y0 : y0 + crop_y, x0 : x0 + crop_x], dtype=np.float32)
+    try:
+        denoised = model.predict(block, axes="CZYX")
+        return [fit_from_prediction(block[c], denoised[c]) for c in range(block.shape[0])]
+    except Exception as err:  # noqa: BLE001 - a measurement must never fail a finished training
+        logger.warning("the noise model was not measured: %s", err)
+        return []

@@ -173,14 +173,20 @@ class QualityPanel(QGroupBox):
             return False
         noisy = self.session.layer_array(noisy_name)  # read in the job: a lazy layer may be large
         result = self.session.layer_array(result_name)
+        shape = tuple(self.viewer.layers[result_name].data.shape)  # the layer's shape, not its pixels
         model = self.session.model
         by_model, denoiser = denoiser_of(self.viewer.layers[result_name], model)
         noise_model = model.noise_model if model is not None else None
 
-        def call(_callback, _stop) -> Assessment:
-            return api.assess(
+        def call(_callback, _stop) -> tuple[Assessment, float]:
+            found = api.assess(
                 np.asarray(noisy), np.asarray(result), model=by_model, noise_model=noise_model, denoiser=denoiser
             )
+            # The maps go back in the layer's own shape (a (1, Y, X) layer is assessed as (Y, X)).
+            found.residual = found.residual.reshape(shape)
+            found.likelihood_map = found.likelihood_map.reshape(shape)
+            spread = float(np.percentile(np.abs(found.residual), 99.5)) or 1.0
+            return found, spread
 
         job = EngineJob(f"assessing {result_name}", call)
         on_done = guarded(
@@ -208,15 +214,15 @@ class QualityPanel(QGroupBox):
         if not outcome.ok:
             self._set_status(f"Failed: {outcome.message}", ok=False)
             return
-        assessment: Assessment = outcome.value
+        assessment, spread = outcome.value
         self.assessment = assessment
         self._show_numbers(assessment)
-        self.added_layers = self._add_maps(assessment, noisy_name, result_name)
+        self.added_layers = self._add_maps(assessment, spread, noisy_name, result_name)
         verdict = assessment.whiteness.verdict
         estimate = assessment.psnr_estimate
         self._set_status(f"{result_name}: estimated PSNR {estimate:.2f} dB; residual {verdict}.", ok=True)
 
-    def _add_maps(self, assessment: Assessment, noisy_name: str, result_name: str) -> list[str]:
+    def _add_maps(self, assessment: Assessment, spread: float, noisy_name: str, result_name: str) -> list[str]:
         """The residual and the likelihood map as new layers over the result (never replacing a layer)."""
         style = {}
         if result_name in self.viewer.layers:
@@ -224,10 +230,8 @@ class QualityPanel(QGroupBox):
             style = {"scale": layer.scale, "translate": layer.translate}
         ours = {"source": noisy_name, "result": result_name}
         names = []
-        residual = assessment.residual
-        spread = float(np.percentile(np.abs(residual), 99.5)) or 1.0
         for kind, data, display in (
-            ("residual", residual, {"colormap": "gray", "contrast_limits": (-spread, spread)}),
+            ("residual", assessment.residual, {"colormap": "gray", "contrast_limits": (-spread, spread)}),
             ("likelihood", assessment.likelihood_map, {"colormap": "PiYG", "contrast_limits": (-2.0, 2.0)}),
         ):
             name = unique_layer_name(self.viewer, f"{result_name} {kind}")
