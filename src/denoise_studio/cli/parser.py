@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--second", help="an independent noisy acquisition of the same field (the best MSE estimate)")
     p.add_argument("--calibration", help="repeated frames of a static field (T, Y, X) for the noise model")
     p.add_argument("--dark", help="dark frames (T, Y, X) for the noise model's offset and read noise")
-    p.add_argument("--data-range", type=float, help="intensity range for the PSNR (default: the noisy image's 0.1-99.9 %% span)")
+    p.add_argument("--data-range", type=float, help="range for the PSNR (default: the noisy image's 0.1-99.9 %% span)")
     p.add_argument("--axes", help="axes of the images (letters of STCZYX), when not in the files")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.add_argument("--maps", help="write PREFIX_residual.tif and PREFIX_likelihood.tif")
