@@ -100,6 +100,24 @@ def compare_shots(viewer, studio, denoised: str | None) -> None:
     compare.side_by_side.close()
 
 
+def quality_shots(viewer, studio) -> None:
+    """The Results dock's quality panel after Assess, and the likelihood map over the result."""
+    studio.show_tab("results")
+    panel = studio.results.quality
+    panel.assess()
+    wait_until(lambda: panel.job is None)
+    grab(panel, "quality_panel.png")
+    residual, likelihood = panel.added_layers
+    shown = {likelihood, studio.session.comparison[0]}
+    for layer in viewer.layers:
+        layer.visible = layer.name in shown
+    viewer.layers.selection.active = viewer.layers[likelihood]
+    viewer.layers[likelihood].opacity = 0.6
+    window_shot(viewer, "likelihood_map.png")
+    for layer in viewer.layers:
+        layer.visible = layer.name not in (residual, likelihood)
+
+
 def autostruct_config_shot(studio) -> None:
     """The Configure dock for autoStructN2V: two stage columns and the Mask extractor section."""
     studio.show_tab("method")
@@ -116,6 +134,7 @@ def main() -> int:
     parser.add_argument(
         "--only-new", action="store_true", help="only the CARE method dock and the Compare dock (no N2V training)"
     )
+    parser.add_argument("--only-quality", action="store_true", help="a short N2V training, then the quality panel")
     args = parser.parse_args()
     IMAGES.mkdir(parents=True, exist_ok=True)
     settings.set_default_workspace(Path(tempfile.mkdtemp(prefix="denoise-studio-shots-")))
@@ -145,6 +164,10 @@ def main() -> int:
     studio.show_tab("training")
     studio.training.start()
     wait_until(lambda: studio.training.state in ("complete", "stopped", "failed"))
+    if args.only_quality:
+        quality_shots(viewer, studio)
+        viewer.close()
+        return 0
     grab(studio.training, "training_dock.png")
     window_shot(viewer, "viewer_with_docks.png")
 
@@ -154,6 +177,7 @@ def main() -> int:
     window_shot(viewer, "side_by_side.png")
     grab(studio.results, "results_dock.png")
     studio.results.close_side_by_side()
+    quality_shots(viewer, studio)
     denoised = studio.session.comparison[1][0] if studio.session.comparison else None
     compare_shots(viewer, studio, denoised)
 
