@@ -344,3 +344,4 @@ def test_with_a_trained_model_the_table_estimates_psnr_without_the_reference(pai
     assert estimates["noisy"] == ""
     assert float(estimates["noisy gaussian 1.5"]) > 20
     assert estimates["result"] != ""
+    assert "Under the noise model:" in dock.verdict_texts["noisy gaussian 1.5"]

@@ -162,15 +162,18 @@ def compare_results(
             row.update(judge_removal(noisy, image, input_noise))
         if noise_model is not None:
             if index == 0:
-                row.update(psnr_estimate=float("nan"), estimate_method="")
+                row.update(psnr_estimate=float("nan"), estimate_method="", residual_verdict="")
             else:
                 try:
                     found = assess(
                         noisy, image, noise_model, denoiser=(denoisers or {}).get(name), data_range=data_range
                     )
-                    row.update(psnr_estimate=found.psnr_estimate, estimate_method=found.mse_method)
+                    row.update(
+                        psnr_estimate=found.psnr_estimate, estimate_method=found.mse_method,
+                        residual_verdict=f"{found.whiteness.verdict}: {found.whiteness.explanation}",
+                    )  # fmt: skip
                 except InputError as err:  # e.g. channels: the other numbers still stand
-                    row.update(psnr_estimate=float("nan"), estimate_method=f"not estimated: {err}")
+                    row.update(psnr_estimate=float("nan"), estimate_method=f"not estimated: {err}", residual_verdict="")
         if reference is not None:
             row.update(psnr=psnr(image, reference), ssim=ssim(image, reference), snr=snr(image, reference))
         rows.append(row)

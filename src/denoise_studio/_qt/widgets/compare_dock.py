@@ -695,6 +695,8 @@ class CompareDock(StudioDock):
             name = names[str(row["name"])]
             name_item = QTableWidgetItem(name)
             verdict = "" if with_reference else str(row.get("verdict_text", ""))
+            if row.get("residual_verdict"):  # the session's noise model judged the residual too
+                verdict = f"{verdict} Under the noise model: {row['residual_verdict']}.".strip()
             name_item.setToolTip(f"{name}\n{verdict}" if verdict else name)
             self.table.setItem(index, 0, name_item)
             if verdict:
