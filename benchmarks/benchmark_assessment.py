@@ -82,6 +82,7 @@ def main() -> int:
                 "image": name, "result": label, "true": psnr(result, reference, data_range),
                 "registered": psnr(result, aligned, data_range), "estimate": found.psnr_estimate,
                 "oracle": oracle.psnr_estimate, "verdict": found.whiteness.verdict, "seconds": seconds,
+                "low": found.psnr_range[0], "high": found.psnr_range[1],
             }  # fmt: skip
             rows.append(row)
             print(f"{name:7s} {label:11s} true {row['true']:.2f} registered {row['registered']:.2f} "
@@ -102,22 +103,25 @@ def report(rows: list[dict], budget: float) -> str:
         f"N2V: Fast preset, {budget:g} s on the noisy frame alone; the filters are assessed with that run's noise",
         "model and the filter itself as the denoiser. PSNR range: the reference's max - min.",
         "",
-        "| image | result | true PSNR | vs registered reference | **estimate** | error | estimate, noise model "
-        "from the reference | verdict |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| image | result | true PSNR | vs registered reference | **estimate** | error | plausible range | "
+        "estimate, noise model from the reference | verdict |",
+        "|---|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['image']} | {r['result']} | {r['true']:.2f} | {r['registered']:.2f} | **{r['estimate']:.2f}** | "
-            f"{r['estimate'] - r['registered']:+.2f} | {r['oracle']:.2f} | {r['verdict']} |"
+            f"{r['estimate'] - r['registered']:+.2f} | {r['low']:.1f} to {r['high']:.1f} | {r['oracle']:.2f} | "
+            f"{r['verdict']} |"
         )
     errors = [abs(r["estimate"] - r["registered"]) for r in rows]
+    inside = sum(r["low"] <= r["registered"] <= r["high"] for r in rows)
     oracle = [abs(r["oracle"] - r["registered"]) for r in rows]
     lines += [
         "",
         f"Mean |error| against the registered reference: {np.mean(errors):.2f} dB (largest {np.max(errors):.2f}); "
         f"with the noise model measured against the reference: {np.mean(oracle):.2f} dB "
-        f"(largest {np.max(oracle):.2f}).",
+        f"(largest {np.max(oracle):.2f}). The registered PSNR lies inside the plausible range in {inside} of "
+        f"{len(rows)} cases.",
         "",
         "Reading the table: the gap between the last estimate column and the registered PSNR is the error of the",
         "risk estimate itself; the gap between the two estimate columns is the error of the noise model measured",

@@ -32,6 +32,10 @@ def test_mse_estimate_of_a_filter_is_within_half_a_db(correlation_x, sigma):
     found = assess(noisy, result, noise_model, denoiser=denoiser, data_range=data_range)
     assert found.psnr_estimate == pytest.approx(true_psnr(result, clean, data_range), abs=0.5)
     assert found.divergence > 0
+    # A noise model from data: the plausible range is wider below (its variance tends to read high).
+    low, high = found.psnr_range
+    assert low < found.psnr_estimate < high
+    assert found.psnr_estimate - low > high - found.psnr_estimate
 
 
 def test_without_the_divergence_a_filter_looks_far_too_good():
@@ -54,6 +58,9 @@ def test_second_acquisition_estimate_needs_no_noise_model_accuracy():
     wrong_model = NoiseModel(gain=10.0, offset=0.0, read_variance=1.0, source="given")
     found = assess(noisy, result, wrong_model, second=second, data_range=data_range)
     assert found.psnr_estimate == pytest.approx(true_psnr(result, clean, data_range), abs=0.5)
+    low, high = found.psnr_range
+    assert low < found.psnr_estimate < high and high - low < 2.0
+    assert "standard errors" in found.range_text()
     assert "second acquisition" in found.mse_method
 
 
@@ -101,6 +108,7 @@ def test_assessment_json_holds_the_estimate():
     found = assess(noisy, gaussian(1.0)(noisy), denoiser=gaussian(1.0))
     record = found.to_dict()
     assert record["mse_estimate"] == found.mse_estimate > 0
+    assert len(record["psnr_range"]) == 2
     assert math.isfinite(record["psnr_estimate"])
     assert record["whiteness"]["verdict"] in ("noise-like", "signal removed", "structured noise left",
                                               "structure in the residual")

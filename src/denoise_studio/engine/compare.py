@@ -196,7 +196,7 @@ def format_table(rows: list[dict[str, float | str]]) -> str:
         cells += [f"{row['noise_left']:.4g}", f"{row['residual_std']:.4g}"]
         if estimated:
             value = float(row["psnr_estimate"])
-            cells.append(f"{value:.2f}" if np.isfinite(value) else "")
+            cells.append(f"{value:.2f}" if np.isfinite(value) else ("" if np.isnan(value) else "∞"))
         lines.append("| " + " | ".join(cells) + " |")
     verdicts = [f"- {row['name']}: {row['verdict_text']}" for row in rows if row.get("verdict_text")]
     if verdicts and not with_reference:

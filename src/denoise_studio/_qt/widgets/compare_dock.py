@@ -86,7 +86,7 @@ ESTIMATE_COLUMN = (
     "psnr_estimate", "Est. PSNR (dB)", "Est. PSNR\n(dB)", "{:.2f}",
     "PSNR estimated without the reference (Stein's risk estimate under the trained model's noise model; "
     "range: the reference's, or the noisy image's 0.1-99.9 % span). With a noise model measured from the "
-    "data alone it ran 0.4-1.9 dB high for N2V and linear filters on real confocal data, and low for a "
+    "data alone it ran up to ~2 dB high for N2V and linear filters on real confocal data, and low for a "
     "median filter (docs/benchmarks.md).",
 )  # fmt: skip
 NO_REFERENCE_NOTE = (

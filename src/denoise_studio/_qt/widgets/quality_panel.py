@@ -219,8 +219,7 @@ class QualityPanel(QGroupBox):
         self._show_numbers(assessment)
         self.added_layers = self._add_maps(assessment, spread, noisy_name, result_name)
         verdict = assessment.whiteness.verdict
-        estimate = assessment.psnr_estimate
-        self._set_status(f"{result_name}: estimated PSNR {estimate:.2f} dB; residual {verdict}.", ok=True)
+        self._set_status(f"{result_name}: estimated PSNR {assessment.psnr_text()}; residual {verdict}.", ok=True)
 
     def _add_maps(self, assessment: Assessment, spread: float, noisy_name: str, result_name: str) -> list[str]:
         """The residual and the likelihood map as new layers over the result (never replacing a layer)."""
