@@ -446,8 +446,8 @@ def assess(
     if second is None and noise_model.source == "data":
         notes.append(
             "the noise model was measured from the data, where part of a result's own error reads as noise: "
-            "the estimate tends to be high (by up to about 2 dB on real confocal data; see the plausible range); calibration frames or a second "
-            "acquisition make it exact"
+            "the estimate tends to be high (by up to about 2 dB on real confocal data; see the plausible "
+            "range); calibration frames or a second acquisition make it exact"
         )
     if mse <= 0:
         notes.append("the estimated MSE is not positive: the result is within the estimate's precision of the signal")
