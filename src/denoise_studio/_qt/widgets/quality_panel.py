@@ -8,12 +8,22 @@ added as layers. The assessment runs as an engine job: the GUI thread never read
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+)
 
 from ... import api
 from ...engine.assessment import Assessment
@@ -68,6 +78,7 @@ class QualityPanel(QGroupBox):
         self.noise_label.setWordWrap(True)
         self.plot = pg.PlotWidget()
         self.plot.setMinimumHeight(150)
+        self.plot.setMaximumHeight(230)
         self.plot.setLabel("bottom", "signal")
         self.plot.setLabel("left", "noise variance")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
@@ -90,14 +101,19 @@ class QualityPanel(QGroupBox):
         row.addWidget(self.assess_button)
         self.status = QLabel()
         self.status.setWordWrap(True)
-        self.numbers = QFormLayout()
+        # One rich-text label: wrapped rows of a form layout get clipped when the dock is narrow.
+        self.numbers = QLabel()
+        self.numbers.setWordWrap(True)
+        self.numbers.setTextFormat(Qt.TextFormat.RichText)
 
+        # Never squeezed below what its wrapped text needs: the dock scrolls instead.
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         layout = QVBoxLayout(self)
         layout.addWidget(self.noise_label)
         layout.addWidget(self.plot)
         layout.addLayout(row)
         layout.addWidget(self.status)
-        layout.addLayout(self.numbers)
+        layout.addWidget(self.numbers)
         self.show_noise_model(session.model)
         self.show_comparison()
 
@@ -142,16 +158,12 @@ class QualityPanel(QGroupBox):
         self.assess_button.setEnabled(self.job is None and self.result_combo.count() > 0)
 
     def _show_numbers(self, assessment: Assessment) -> None:
-        while self.numbers.rowCount():
-            self.numbers.removeRow(0)
-        for label, value in assessment.summary_lines():
-            text = QLabel(value)
-            text.setWordWrap(True)
-            self.numbers.addRow(f"{label}:", text)
-        for note in assessment.notes:
-            text = QLabel(note)
-            text.setWordWrap(True)
-            self.numbers.addRow("Note:", text)
+        rows = [*assessment.summary_lines(), *(("Note", note) for note in assessment.notes)]
+        cells = "".join(
+            f"<tr><td valign='top'><b>{html.escape(label)}:</b></td><td>{html.escape(value)}</td></tr>"
+            for label, value in rows
+        )
+        self.numbers.setText(f"<table cellspacing='3'>{cells}</table>")
 
     def _set_status(self, text: str, ok: bool | None = None) -> None:
         self.status.setText(text)
@@ -219,7 +231,7 @@ class QualityPanel(QGroupBox):
         self._show_numbers(assessment)
         self.added_layers = self._add_maps(assessment, spread, noisy_name, result_name)
         verdict = assessment.whiteness.verdict
-        self._set_status(f"{result_name}: estimated PSNR {assessment.psnr_text()}; residual {verdict}.", ok=True)
+        self._set_status(f"{result_name}: estimated PSNR {assessment.psnr_text()}; verdict: {verdict}.", ok=True)
 
     def _add_maps(self, assessment: Assessment, spread: float, noisy_name: str, result_name: str) -> list[str]:
         """The residual and the likelihood map as new layers over the result (never replacing a layer)."""
