@@ -107,3 +107,28 @@ def test_the_cli_trains_from_disk_and_predicts_the_file(tmp_path, stack, capsys)
     assert status == 0
     image, meta = read_image_meta(tmp_path / "run" / "denoised.tif")
     assert image.shape == stack.shape and image.dtype == np.uint16 and meta.scales.get("X") == pytest.approx(0.3)
+
+
+def test_training_from_disk_measures_the_noise_on_a_block_it_reads(tmp_path, tiny_config, monkeypatch):
+    from denoise_studio.engine import run as run_module
+    from tests.engine.test_noise_model import clean_image, noisy_of
+
+    clean = clean_image(64)
+    stack = np.stack([noisy_of(clean, seed=s) for s in range(6)]).astype(np.float32)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    measured = {}
+    original = run_module.fit_from_prediction
+
+    def spy(noisy, denoised):
+        measured["noisy"] = noisy
+        return original(noisy, denoised)
+
+    monkeypatch.setattr(run_module, "fit_from_prediction", spy)
+    run = ds.train(path, tiny_config(), from_disk=True, run_dir=tmp_path / "run")
+    assert run.model.noise_model is not None and (tmp_path / "run" / "noise_model.json").exists()
+    # Raw intensities of the file (not the run's normalised values), from the central planes.
+    block = measured["noisy"]
+    assert block.shape[-2:] == (64, 64)
+    z = (6 - block.shape[0]) // 2
+    np.testing.assert_allclose(block, stack[z : z + block.shape[0]])

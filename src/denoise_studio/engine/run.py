@@ -528,29 +528,36 @@ def run_training(
 
 
 def measure_noise_models(model: TrainedModel, stacks: Sequence[np.ndarray]) -> list[NoiseModel]:
-    """The noise model of each channel, measured on the largest in-memory training image against the
-    model's result: a central block of at most NOISE_MEASUREMENT_PIXELS, with as many planes as the
-    mode needs to predict (3 for 2.5D, the patch depth for 3D) and the Y/X crop shrunk to fit.
+    """The noise model of each channel, measured on the largest training image against the model's
+    result: a central block of at most NOISE_MEASUREMENT_PIXELS, with as many planes as the mode needs
+    to predict (3 for 2.5D, the patch depth for 3D) and the Y/X crop shrunk to fit. An image trained
+    on from disk has only that block read.
 
-    Empty for paired methods (their output is in the target's scale, not the input's), for images
-    read from disk, and when the measurement fails: a trained model is never lost to it.
+    Empty for paired methods (their output is in the target's scale, not the input's), and when the
+    measurement fails: a trained model is never lost to it.
     """
-    if METHODS[model.method].target != "none" or model.target_normalization is not None:
+    if METHODS[model.method].target != "none" or model.target_normalization is not None or not stacks:
         return []
-    in_memory = [stack for stack in stacks if not is_lazy(stack) and not is_on_disk(stack)]
-    if not in_memory:
-        return []
-    stack = np.asarray(max(in_memory, key=lambda a: int(np.prod(a.shape[1:]))))  # (C, Z, Y, X)
-    depth, height, width = stack.shape[1:]
-    needed = {"2.5d": 3, "3d": model.config.data.patch_size_z}.get(model.mode, 1)
-    planes = min(depth, max(needed, NOISE_MEASUREMENT_PIXELS // max(1, height * width)))
-    crop_y = min(height, max(int(math.sqrt(NOISE_MEASUREMENT_PIXELS / planes)), 32))
-    crop_x = min(width, max(NOISE_MEASUREMENT_PIXELS // planes // crop_y, 32))
-    z0, y0, x0 = (depth - planes) // 2, (height - crop_y) // 2, (width - crop_x) // 2
-    block = np.ascontiguousarray(stack[:, z0 : z0 + planes, y0 : y0 + crop_y, x0 : x0 + crop_x], dtype=np.float32)
     try:
+        stack = max(stacks, key=lambda a: int(np.prod(a.shape[1:])))  # (C, Z, Y, X), in memory or on disk
+        depth, height, width = stack.shape[1:]
+        needed = {"2.5d": 3, "3d": model.config.data.patch_size_z}.get(model.mode, 1)
+        planes = min(depth, max(needed, NOISE_MEASUREMENT_PIXELS // max(1, height * width)))
+        crop_y = min(height, max(int(math.sqrt(NOISE_MEASUREMENT_PIXELS / planes)), 32))
+        crop_x = min(width, max(NOISE_MEASUREMENT_PIXELS // planes // crop_y, 32))
+        z0, y0, x0 = (depth - planes) // 2, (height - crop_y) // 2, (width - crop_x) // 2
+        where = (slice(z0, z0 + planes), slice(y0, y0 + crop_y), slice(x0, x0 + crop_x))
+        block = _central_block(stack, where)
         denoised = model.predict(block, axes="CZYX")
         return [fit_from_prediction(block[c], denoised[c]) for c in range(block.shape[0])]
     except Exception as err:  # noqa: BLE001 - a measurement must never fail a finished training
         logger.warning("the noise model was not measured: %s", err)
         return []
+
+
+def _central_block(stack, where: tuple[slice, slice, slice]) -> np.ndarray:
+    """``stack[:, z, y, x]`` as float32 in raw intensities; an on-disk image reads only that block."""
+    if is_lazy(stack):
+        # Raw values: the run may hold channels that normalise what they read.
+        return np.stack([channel.normalized(None).block(*where) for channel in stack]).astype(np.float32)
+    return np.ascontiguousarray(np.asarray(stack[(slice(None), *where)]), dtype=np.float32)
