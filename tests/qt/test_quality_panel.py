@@ -83,3 +83,36 @@ def test_a_single_plane_stack_gets_maps_of_its_own_shape(trained, qtbot):
         assert tuple(viewer.layers[name].scale) == (2.0, 0.5, 0.5)
     # Not made by the session's model or a filter: the estimate says what it assumed.
     assert any("J-invariant" in note or "blind-spot" in note for note in panel.assessment.notes)
+
+
+def test_calibration_frames_give_the_noise_model_assess_and_compare_use(trained, qtbot):
+    viewer, widget, _noisy = trained
+    panel = widget.results.quality
+    frames = np.stack([noisy_of(clean_image(96), seed=s) for s in range(10)]).astype(np.float32)
+    viewer.add_image(frames, name="static field")
+    assert "static field" in [panel.frames_combo.itemText(i) for i in range(panel.frames_combo.count())]
+    panel.frames_combo.setCurrentText("static field")
+    click(qtbot, panel.calibrate_button)
+
+    noise = widget.session.noise_model
+    assert noise is widget.session.calibrated_noise and noise.source == "calibration"
+    assert noise.gain == pytest.approx(2.0, rel=0.15)  # the synthetic camera's gain
+    assert "from calibration frames" in panel.noise_label.text() and not panel.forget_button.isHidden()
+    click(qtbot, panel.assess_button)
+    assert panel.assessment.noise_model is noise
+    assert not any("measured from the data" in note for note in panel.assessment.notes)
+
+    # Forget: back to the model's own noise model.
+    click(qtbot, panel.forget_button)
+    assert widget.session.noise_model is widget.session.model.noise_model
+    assert "fitted to the data" in panel.noise_label.text() and panel.forget_button.isHidden()
+
+
+def test_dark_frames_alone_need_a_result_and_say_so(studio, qtbot, synchronous):
+    viewer, widget = studio
+    panel = widget.results.quality
+    viewer.add_image(np.random.default_rng(0).normal(100, 3, (5, 64, 64)).astype(np.float32), name="dark")
+    panel.dark_combo.setCurrentText("dark")
+    assert panel.calibrate_button.isEnabled()
+    assert not panel.calibrate()
+    assert "Choose calibration frames" in panel.status.text()

@@ -24,6 +24,7 @@ from ...engine.data import check_layout_for_mode
 from ...engine.events import ProgressEvent
 from ...engine.io import InputError
 from ...engine.model import TrainedModel
+from ...engine.noise_model import NoiseModel
 from ...engine.registry import METHODS, MODES, PRESET_LABELS, TARGET_METHODS, mode_label
 from . import settings
 
@@ -149,6 +150,8 @@ class Session:
     notice = Signal(str)
     #: A request to bring a dock to the front ("method", "configure", "training", "review", "results").
     show_dock = Signal(str)
+    #: The noise model used for assessments changed (a calibration was fitted or forgotten, or a new model).
+    noise_model_changed = Signal(object)
 
     def __init__(self, viewer: napari.Viewer):
         self.viewer = viewer
@@ -173,6 +176,8 @@ class Session:
         #: The name of a chosen input layer that was deleted (for the message), until another is chosen.
         self.lost_source: str | None = None
         self.model: TrainedModel | None = None
+        #: A noise model fitted from calibration frames: the instrument's, so it outlives a model change.
+        self.calibrated_noise: NoiseModel | None = None
         self.job: EngineJob | None = None
         self.job_kind = ""
         #: The training run in progress (owned by training_run.TrainingRun), across its review gate.
@@ -433,9 +438,21 @@ class Session:
         self.workspace = Path(path).expanduser()
         self.workspace_changed.emit(self.workspace)
 
+    @property
+    def noise_model(self) -> NoiseModel | None:
+        """The noise model assessments use: the calibration's when there is one, else the model's."""
+        if self.calibrated_noise is not None:
+            return self.calibrated_noise
+        return self.model.noise_model if self.model is not None else None
+
+    def set_calibrated_noise(self, noise: NoiseModel | None) -> None:
+        self.calibrated_noise = noise
+        self.noise_model_changed.emit(self.noise_model)
+
     def set_model(self, model: TrainedModel | None) -> None:
         self.model = model
         self.model_changed.emit(model)
+        self.noise_model_changed.emit(self.noise_model)
 
     def import_model(self, path: str | Path, weights: str | Path | None = None) -> TrainedModel:
         """Load a run folder (or a config.json plus weights) and make it the session's model.

@@ -601,7 +601,7 @@ class CompareDock(StudioDock):
             return self._refuse(str(err))
 
         model = self.session.model
-        noise_model = model.noise_model if model is not None else None
+        noise_model = self.session.noise_model  # a calibration's, else the model's
         denoisers = {}
         for name in results:
             by_model, by_filter = denoiser_of(self.viewer.layers[name], model)

@@ -17,6 +17,7 @@ import pyqtgraph as pg
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
+    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -30,13 +31,14 @@ from ...engine.assessment import Assessment
 from ...engine.filters import FILTERS, apply_filter
 from ...engine.model import TrainedModel
 from ...engine.noise_model import NoiseModel
-from ..state.session import Session, unique_layer_name
+from ..state.session import Session, read_pixels, unique_layer_name
 from ..workers.worker import EngineJob, Outcome, guarded
 
 if TYPE_CHECKING:
     import napari
 
 MEASURED_COLOUR = "#4c9be8"
+NO_LAYER = "(none)"
 FITTED_COLOUR = "#f2a541"
 
 
@@ -88,6 +90,26 @@ class QualityPanel(QGroupBox):
         )
         self.fitted_curve = self.plot.plot([], [], pen=pg.mkPen(FITTED_COLOUR, width=2), name="Poisson-Gaussian fit")
 
+        # -- calibration: repeated frames of a static field and/or dark frames, the instrument's own noise --
+        self.frames_combo = QComboBox()
+        self.frames_combo.setToolTip("Repeated frames (T, Y, X) of a static, lit field: their temporal mean and "
+                                     "variance give the noise model exactly.")
+        self.dark_combo = QComboBox()
+        self.dark_combo.setToolTip("Dark frames (T, Y, X), shutter closed: the offset and the read noise.")
+        for combo in (self.frames_combo, self.dark_combo):
+            combo.currentTextChanged.connect(lambda _text: self.update_buttons())
+        self.calibrate_button = QPushButton("Fit from calibration")
+        self.calibrate_button.clicked.connect(self.calibrate)
+        self.forget_button = QPushButton("Forget")
+        self.forget_button.setToolTip("Back to the noise model the model measured on its training images.")
+        self.forget_button.clicked.connect(lambda: self.session.set_calibrated_noise(None))
+        calibration = QFormLayout()
+        calibration.addRow("Frames:", self.frames_combo)
+        calibration.addRow("Dark frames:", self.dark_combo)
+        calibration_buttons = QHBoxLayout()
+        calibration_buttons.addWidget(self.calibrate_button)
+        calibration_buttons.addWidget(self.forget_button)
+
         self.result_combo = QComboBox()
         self.result_combo.setToolTip("A result of the current comparison (noisy and denoised side by side).")
         self.assess_button = QPushButton("Assess")
@@ -111,16 +133,22 @@ class QualityPanel(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addWidget(self.noise_label)
         layout.addWidget(self.plot)
+        layout.addLayout(calibration)
+        layout.addLayout(calibration_buttons)
         layout.addLayout(row)
         layout.addWidget(self.status)
         layout.addWidget(self.numbers)
+        self.refresh_layers([layer.name for layer in session.image_layers()])
         self.show_noise_model(session.model)
         self.show_comparison()
 
     # -- display -------------------------------------------------------------------------------------------------
-    def show_noise_model(self, model: TrainedModel | None) -> None:
-        noise = model.noise_model if model is not None else None
+    def show_noise_model(self, _changed: object = None) -> None:
+        """Show the noise model assessments use (the calibration's, else the session model's)."""
+        model = self.session.model
+        noise = self.session.noise_model
         self.plot.setVisible(noise is not None)
+        self.forget_button.setVisible(self.session.calibrated_noise is not None)
         if noise is None:
             self.noise_label.setText(
                 "No noise model: train a model on noisy images alone (N2V, N2V2, autoStructN2V, autoencoder)."
@@ -154,8 +182,18 @@ class QualityPanel(QGroupBox):
             self.result_combo.setCurrentText(current)
         self.update_buttons()
 
+    def refresh_layers(self, names: list[str]) -> None:
+        for combo in (self.frames_combo, self.dark_combo):
+            current = combo.currentText()
+            combo.clear()
+            combo.addItems([NO_LAYER, *names])
+            combo.setCurrentText(current if current in names else NO_LAYER)
+        self.update_buttons()
+
     def update_buttons(self) -> None:
         self.assess_button.setEnabled(self.job is None and self.result_combo.count() > 0)
+        chosen = self.frames_combo.currentText() != NO_LAYER or self.dark_combo.currentText() != NO_LAYER
+        self.calibrate_button.setEnabled(self.job is None and chosen)
 
     def _show_numbers(self, assessment: Assessment) -> None:
         rows = [*assessment.summary_lines(), *(("Note", note) for note in assessment.notes)]
@@ -188,7 +226,7 @@ class QualityPanel(QGroupBox):
         shape = tuple(self.viewer.layers[result_name].data.shape)  # the layer's shape, not its pixels
         model = self.session.model
         by_model, denoiser = denoiser_of(self.viewer.layers[result_name], model)
-        noise_model = model.noise_model if model is not None else None
+        noise_model = self.session.noise_model
 
         def call(_callback, _stop) -> tuple[Assessment, float]:
             found = api.assess(
@@ -200,29 +238,64 @@ class QualityPanel(QGroupBox):
             spread = float(np.percentile(np.abs(found.residual), 99.5)) or 1.0
             return found, spread
 
-        job = EngineJob(f"assessing {result_name}", call)
-        on_done = guarded(
-            lambda outcome: self._on_done(outcome, noisy_name, result_name),
-            lambda message: self._set_status(f"Failed: {message}", ok=False),
-        )
+        return self._start(
+            EngineJob(f"assessing {result_name}", call), f"assessing {result_name}",
+            lambda outcome: self._on_done(outcome, noisy_name, result_name), f"Assessing {result_name}…",
+        )  # fmt: skip
+
+    def calibrate(self) -> bool:
+        """Fit the noise model from the chosen calibration layers in an engine job (dark frames alone need
+        the current comparison's noisy image and result for the gain)."""
+        frames_name, dark_name = self.frames_combo.currentText(), self.dark_combo.currentText()
+        frames = None if frames_name == NO_LAYER else self.session.layer_array(frames_name)
+        dark = None if dark_name == NO_LAYER else self.session.layer_array(dark_name)
+        noisy = result = None
+        if frames is None:
+            comparison = self.session.comparison
+            if dark is None or comparison is None or not self.result_combo.currentText():
+                self._set_status("Choose calibration frames (or dark frames and a result to compare).", ok=False)
+                return False
+            noisy = self.session.layer_array(comparison[0])
+            result = self.session.layer_array(self.result_combo.currentText())
+
+        def call(_callback, _stop) -> NoiseModel:
+            def pixels(array):
+                return None if array is None else read_pixels(array)
+
+            return api.fit_noise_model(pixels(frames), pixels(dark), noisy=pixels(noisy), denoised=pixels(result))
+
+        return self._start(EngineJob("fitting the noise model", call), "fitting the noise model",
+                           self._on_calibrated, "Fitting the noise model…")
+
+    def _on_calibrated(self, outcome: Outcome) -> None:
+        self._job_ended()
+        if not outcome.ok:
+            self._set_status(f"Calibration failed: {outcome.message}", ok=False)
+            return
+        self.session.set_calibrated_noise(outcome.value)
+        self._set_status(f"Noise model from calibration: {outcome.value.describe()}", ok=True)
+
+    def _start(self, job: EngineJob, kind: str, handler: Callable[[Outcome], None], status: str) -> bool:
         # Set before the start: a synchronous job (tests) is done before run_job returns.
         self.job = job
-        self._set_status(f"Assessing {result_name}…")
+        self._set_status(status)
         self.update_buttons()
         self._busy_changed()
-        reason = self.session.run_job(job, f"assessing {result_name}", on_done)
+        on_done = guarded(handler, lambda message: self._set_status(f"Failed: {message}", ok=False))
+        reason = self.session.run_job(job, kind, on_done)
         if reason:
-            self.job = None
-            self.update_buttons()
-            self._busy_changed()
+            self._job_ended()
             self._set_status(f"Not started: {reason}", ok=False)
             return False
         return True
 
-    def _on_done(self, outcome: Outcome, noisy_name: str, result_name: str) -> None:
+    def _job_ended(self) -> None:
         self.job = None
         self.update_buttons()
         self._busy_changed()
+
+    def _on_done(self, outcome: Outcome, noisy_name: str, result_name: str) -> None:
+        self._job_ended()
         if not outcome.ok:
             self._set_status(f"Failed: {outcome.message}", ok=False)
             return

@@ -135,6 +135,7 @@ class ResultsDock(StudioDock):
         layout.addStretch(1)
 
         self._links.connect(self.session.model_changed, self._show_model)
+        self._links.connect(self.session.noise_model_changed, self.quality.show_noise_model)
         self._links.connect(self.session.comparison_changed, lambda _c: self._show_comparison())
         self._links.connect(self.session.workspace_changed, lambda _w: self._show_workspace())
         self._links.connect(self.session.busy_changed, lambda _b: self._update_buttons())
@@ -156,7 +157,6 @@ class ResultsDock(StudioDock):
                 text = QLabel(value)
                 text.setWordWrap(True)
                 self.card_layout.addRow(f"{label}:", text)
-        self.quality.show_noise_model(model)
         has_stage1 = model is not None and model.has_separate_stage1
         self.with_stage1.setVisible(has_stage1)
         self.with_stage1.setChecked(has_stage1)
@@ -178,6 +178,7 @@ class ResultsDock(StudioDock):
     def _refresh_layers(self, _event=None) -> None:
         current = self.layer_combo.currentText()
         names = [layer.name for layer in self.session.image_layers()]
+        self.quality.refresh_layers(names)
         self.layer_combo.clear()
         self.layer_combo.addItems(names)
         if current in names:
