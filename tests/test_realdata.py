@@ -37,3 +37,34 @@ def test_fast_preset_denoises_fmd_fish(fish):
     denoised = Predictor(result.model, result.normalization, config.mode).predict(noisy)
     after = psnr(denoised, reference)
     assert after >= before + 5.0, f"PSNR {before:.2f} dB -> {after:.2f} dB after {result.steps} steps"
+
+
+@pytest.fixture
+def mice(shared_data):
+    folder = shared_data / "paired" / "fmd_confocal"
+    noisy, reference = folder / "mice_noisy.tif", folder / "mice_gt_avg50.tif"
+    if not (noisy.exists() and reference.exists()):
+        pytest.skip(f"FMD confocal mice pair not found in {folder}")
+    return load_image(noisy)[0].astype("float32"), load_image(reference)[0]
+
+
+def test_assess_estimates_psnr_without_the_reference_on_fmd_mice(mice):
+    """The run's own noise model and Stein's estimate against the truth (the mice reference is aligned to
+    the frame: 0.05 px, brightness within 0.1 %). benchmarks/benchmark_assessment.py: box 3 within 0.4 dB."""
+    import denoise_studio as ds
+    from denoise_studio.engine.filters import apply_filter
+
+    noisy, reference = mice
+    data_range = float(reference.max() - reference.min())
+    model = ds.train([noisy], ds.make_config("n2v", preset="fast", max_time=BUDGET, seed=0)).model
+    assert model.noise_model is not None
+
+    def box(image):
+        return apply_filter(image, "box", 3)
+
+    result = box(noisy)
+    truth = psnr(result, reference, data_range)
+    found = ds.assess(noisy, result, model=model, denoiser=box, data_range=data_range)
+    assert abs(found.psnr_estimate - truth) <= 1.0, f"estimate {found.psnr_estimate:.2f} dB, truth {truth:.2f} dB"
+    low, high = found.psnr_range
+    assert low <= truth <= high
