@@ -17,13 +17,18 @@ pytestmark = pytest.mark.realdata
 BUDGET = 12.0
 
 
+def fmd_pair(shared_data, name: str):
+    """(noisy, 50-frame reference) of an FMD confocal image, or a skip naming what is missing."""
+    folder = shared_data / "paired" / "fmd_confocal"
+    noisy, reference = folder / f"{name}_noisy.tif", folder / f"{name}_gt_avg50.tif"
+    if not (noisy.exists() and reference.exists()):
+        pytest.skip(f"FMD confocal {name} pair not found in {folder}")
+    return load_image(noisy)[0], load_image(reference)[0]
+
+
 @pytest.fixture
 def fish(shared_data):
-    folder = shared_data / "paired" / "fmd_confocal"
-    noisy, reference = folder / "fish_noisy.tif", folder / "fish_gt_avg50.tif"
-    if not (noisy.exists() and reference.exists()):
-        pytest.skip(f"FMD confocal fish pair not found in {folder}")
-    return load_image(noisy)[0], load_image(reference)[0]
+    return fmd_pair(shared_data, "fish")
 
 
 def test_fast_preset_denoises_fmd_fish(fish):
@@ -41,11 +46,8 @@ def test_fast_preset_denoises_fmd_fish(fish):
 
 @pytest.fixture
 def mice(shared_data):
-    folder = shared_data / "paired" / "fmd_confocal"
-    noisy, reference = folder / "mice_noisy.tif", folder / "mice_gt_avg50.tif"
-    if not (noisy.exists() and reference.exists()):
-        pytest.skip(f"FMD confocal mice pair not found in {folder}")
-    return load_image(noisy)[0].astype("float32"), load_image(reference)[0]
+    noisy, reference = fmd_pair(shared_data, "mice")
+    return noisy.astype("float32"), reference
 
 
 def test_assess_estimates_psnr_without_the_reference_on_fmd_mice(mice):

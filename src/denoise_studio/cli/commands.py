@@ -15,7 +15,7 @@ from ..engine.compare import compare_results, format_table
 from ..engine.errors import ConfigError
 from ..engine.events import StopRequest
 from ..engine.figures import side_by_side, write_png
-from ..engine.filters import apply_filter_spec, parse_filter_spec
+from ..engine.filters import apply_filter_spec, filter_function, parse_filter_spec
 from ..engine.io import InputError, load_image, read_image_meta, write_tiff
 from ..engine.outputs import output_path, predict_and_write, predict_file_to, wanted_outputs
 from ..engine.persistence import save_mask
@@ -196,7 +196,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if noise_model is None:
             raise UsageError(f"--model {args.model}: this model has no noise model (paired methods, or trained before "
                              "noise models were measured)")
-    denoisers = {spec: (lambda image, spec=spec: apply_filter_spec(image, spec)) for spec in args.filter or []}
+    denoisers = {spec: filter_function(*parse_filter_spec(spec)) for spec in args.filter or []}
     try:
         rows = compare_results(noisy, results, reference, noise_model=noise_model, denoisers=denoisers)
     except ValueError as err:
@@ -228,12 +228,9 @@ def cmd_assess(args: argparse.Namespace) -> int:
     denoiser = None
     if args.filter:
         try:
-            parse_filter_spec(args.filter)
+            denoiser = filter_function(*parse_filter_spec(args.filter))
         except ValueError as err:
             raise UsageError(f"--filter: {err}") from None
-
-        def denoiser(image: np.ndarray) -> np.ndarray:
-            return apply_filter_spec(image, args.filter)
 
     result = api.assess(
         args.noisy, args.denoised, model=args.model, second=args.second, noise_model=noise_model,

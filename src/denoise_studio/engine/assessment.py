@@ -1,9 +1,9 @@
 """How good is a denoised image when there is no clean reference? Four numbers from the data alone.
 
 1. **Residual whiteness.** The residual (noisy − denoised), standardised by the noise model, should
-   be noise: uncorrelated between neighbours and with a flat spectrum. Correlation with the result's
-   own fine structure means signal was removed; correlation along an axis without it means
-   correlated noise was left in the result (or copied by it).
+   be the noise: correlated between neighbours as the noise is, no more and no less. Low-passed,
+   it should average out as noise does; energy left means signal was removed. Less correlated than
+   the noise means part of the noise stayed in the result.
 2. **Consistency with the noise model.** The standardised residual variance per intensity bin is
    about 1 where the result fits the data (a little above 1: its own error adds; below 1 when the
    result copies noise).
@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
-from .noise_model import NoiseModel, fit_from_prediction
+from .noise_model import NoiseModel, binned_means, fit_from_prediction
 
 #: Lags at which the residual's autocorrelation is reported, along each axis.
 LAGS = (1, 2, 3)
@@ -61,14 +61,14 @@ class Whiteness:
     correlation: dict[str, list[float]]
     spectral_flatness: float
     #: Low-passed residual energy beyond what the noise can give, as a fraction (signal in the residual).
-    signal_correlation: float
+    detail_excess: float
     verdict: str  # "noise-like", "signal removed", "structured noise left", "structure in the residual"
     explanation: str
 
     def to_dict(self) -> dict:
         return {
             "correlation": self.correlation, "spectral_flatness": self.spectral_flatness,
-            "signal_correlation": self.signal_correlation, "verdict": self.verdict, "explanation": self.explanation,
+            "detail_excess": self.detail_excess, "verdict": self.verdict, "explanation": self.explanation,
         }  # fmt: skip
 
 
@@ -167,9 +167,8 @@ def _check_pair(noisy: np.ndarray, denoised: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _correlation(z: np.ndarray, axis: int, lag: int) -> float:
+    """Correlation of ``z`` with itself ``lag`` pixels along ``axis`` (``lag`` < the axis length)."""
     n = z.shape[axis]
-    if lag >= n:
-        return float("nan")
     a = np.take(z, range(0, n - lag), axis=axis)
     b = np.take(z, range(lag, n), axis=axis)
     a, b = a - a.mean(), b - b.mean()
@@ -204,32 +203,30 @@ LOWPASS_SIGMA = 2.0
 DETAIL_EXCESS = 0.25
 
 
-def detail_loss(residual: np.ndarray, noise_model: NoiseModel, denoised: np.ndarray, seed: int = 0) -> float:
+def detail_loss(residual: np.ndarray, noise_model: NoiseModel, variance: np.ndarray, seed: int = 0) -> float:
     """How much more energy the low-passed residual has than low-passed noise could have (0: none more).
 
     Noise averages out under a low-pass filter (by a factor set by its correlation); signal a result
     removed does not. The noise's share is measured on a random field of the noise's correlation,
-    scaled by the noise model's variance at the result. A result that keeps noise only lowers the ratio.
+    scaled by the noise model's ``variance`` at the result. A result that keeps noise only lowers the ratio.
     """
     sigma = (0, LOWPASS_SIGMA, LOWPASS_SIGMA) if residual.ndim == 3 else LOWPASS_SIGMA
     probe = correlated_probe(residual.shape, noise_model.correlation_kernel, np.random.default_rng(seed))
     noise_factor = float(np.mean(ndimage.gaussian_filter(probe, sigma) ** 2))
-    expected = noise_factor * float(np.mean(noise_model.variance(denoised)))
+    expected = noise_factor * float(np.mean(variance))
     smoothed = ndimage.gaussian_filter(residual, sigma)
     return float(np.mean(smoothed * smoothed) / max(expected, 1e-30) - 1.0)
 
 
-def residual_whiteness(noisy: np.ndarray, denoised: np.ndarray, noise_model: NoiseModel) -> Whiteness:
+def _residual_whiteness(x: np.ndarray, s: np.ndarray, variance: np.ndarray, noise_model: NoiseModel) -> Whiteness:
     """Is the residual what the noise is, and nothing more?
 
-    The residual's neighbour correlation is compared with the noise's own (the noise model's
-    kernel; zero for white noise): well below it, part of the (correlated) noise stayed in the
-    result; a residual that follows the result's detail means detail was removed; a residual more
-    correlated than the noise without that holds smooth signal or an artefact. The stronger
-    evidence names the verdict.
+    Low-passed, a residual holding more energy than noise can (:func:`detail_loss`) holds removed
+    signal. Otherwise its neighbour correlation is compared with the noise's own (the noise model's
+    kernel; zero for white noise): well below it, part of the noise stayed in the result; above it,
+    signal or an artefact went into the residual.
     """
-    x, s = _check_pair(noisy, denoised)
-    z = (x - s) / np.sqrt(noise_model.variance(s))
+    z = (x - s) / np.sqrt(variance)
     axes = {"Y": z.ndim - 2, "X": z.ndim - 1}
     if z.ndim == 3 and z.shape[0] > 1:
         axes = {"Z": 0, **axes}
@@ -239,24 +236,24 @@ def residual_whiteness(noisy: np.ndarray, denoised: np.ndarray, noise_model: Noi
     noise_y, noise_x = noise_model.lag1_correlation()
     expected = {"Y": noise_y, "X": noise_x, "Z": 0.0}
     flatness = spectral_flatness(z)
-    signal_correlation = detail_loss(x - s, noise_model, s)
+    detail_excess = detail_loss(x - s, noise_model, variance)
     threshold = WHITE_CORRELATION + 3.0 / math.sqrt(z.size)
     excess = {name: values[0] - expected[name] for name, values in correlation.items()}
     kept_threshold = KEPT_CORRELATION + 3.0 / math.sqrt(z.size)
     kept = {name: value for name, value in excess.items() if value < -kept_threshold}
     extra = {name: value for name, value in excess.items() if value > threshold}
     noise_flat = noise_model.white
-    if kept and signal_correlation <= DETAIL_EXCESS:
+    if kept and detail_excess <= DETAIL_EXCESS:
         verdict = "structured noise left"
         along = ", ".join(f"{name} {correlation[name][0]:+.3f} vs the noise's {expected[name]:+.3f}" for name in kept)
         explanation = (
             f"the residual is less correlated between neighbours than the noise ({along}): part of the "
             "noise stayed in the result (correlated noise: scan lines, stripes)"
         )
-    elif signal_correlation > DETAIL_EXCESS:
+    elif detail_excess > DETAIL_EXCESS:
         verdict = "signal removed"
         explanation = (
-            f"smoothed, the residual holds {signal_correlation:.0%} more energy than noise could: "
+            f"smoothed, the residual holds {detail_excess:.0%} more energy than noise could: "
             "detail or structure went into it (see the likelihood map for where)"
         )
     elif extra or (noise_flat and flatness < FLAT_SPECTRUM):
@@ -271,32 +268,20 @@ def residual_whiteness(noisy: np.ndarray, denoised: np.ndarray, noise_model: Noi
         explanation = "the residual looks like the noise: " + (
             "uncorrelated, with a flat spectrum" if noise_flat else "correlated between neighbours as the noise is"
         )
-    return Whiteness(correlation, flatness, signal_correlation, verdict, explanation)
+    return Whiteness(correlation, flatness, detail_excess, verdict, explanation)
 
 
-def consistency(
-    noisy: np.ndarray, denoised: np.ndarray, noise_model: NoiseModel, bins: int = 12
+def _consistency(
+    x: np.ndarray, s: np.ndarray, variance: np.ndarray, bins: int = 12
 ) -> tuple[list[tuple[float, float, int]], float]:
     """Standardised residual variance, E[(x − ŝ)²/σ²(ŝ)], per quantile bin of ŝ and overall."""
-    x, s = _check_pair(noisy, denoised)
-    ratio = (x - s) ** 2 / noise_model.variance(s)
-    edges = np.unique(np.quantile(s, np.linspace(0, 1, bins + 1)))
-    if edges.size < 2:
-        return [(float(s.mean()), float(ratio.mean()), int(s.size))], float(ratio.mean())
-    index = np.clip(np.searchsorted(edges, s.ravel(), side="right") - 1, 0, edges.size - 2)
-    counts = np.bincount(index, minlength=edges.size - 1)
-    signal = np.bincount(index, weights=s.ravel(), minlength=edges.size - 1)
-    values = np.bincount(index, weights=ratio.ravel(), minlength=edges.size - 1)
-    rows = [
-        (float(signal[i] / counts[i]), float(values[i] / counts[i]), int(counts[i]))
-        for i in range(counts.size)
-        if counts[i] > 0
-    ]
-    return rows, float(ratio.mean())
+    ratio = (x - s) ** 2 / variance
+    found = binned_means(s, ratio, bins, min_count=1)
+    return list(zip(found.signal, found.variance, found.counts, strict=True)), float(ratio.mean())
 
 
-def likelihood_map(
-    noisy: np.ndarray, denoised: np.ndarray, noise_model: NoiseModel, window: int = LIKELIHOOD_WINDOW
+def _likelihood_map(
+    x: np.ndarray, s: np.ndarray, variance: np.ndarray, window: int = LIKELIHOOD_WINDOW
 ) -> np.ndarray:
     """Windowed Gaussian log-likelihood of the data given the result, relative to its expectation.
 
@@ -305,8 +290,7 @@ def likelihood_map(
     residual holds k times the noise's energy (structure the result lacks or invented), positive
     where the result follows the noise too closely.
     """
-    x, s = _check_pair(noisy, denoised)
-    z2 = (x - s) ** 2 / noise_model.variance(s)
+    z2 = (x - s) ** 2 / variance
     size = (1, window, window) if x.ndim == 3 else (window, window)
     return ndimage.uniform_filter(-0.5 * (z2 - 1.0), size=size, mode="reflect").astype(np.float32)
 
@@ -336,7 +320,6 @@ def monte_carlo_divergence(
     noisy: np.ndarray,
     variance: np.ndarray,
     correlation: np.ndarray | None = None,
-    baseline: np.ndarray | None = None,
     probes: int = 2,
     seed: int = 0,
 ) -> np.ndarray:
@@ -351,8 +334,8 @@ def monte_carlo_divergence(
     kernel = np.ones((1, 1)) if correlation is None else np.asarray(correlation, dtype=np.float64)
     sigma = np.sqrt(variance)
     epsilon = 0.05
-    if baseline is None:
-        baseline = np.asarray(denoiser(x.astype(np.float32)), dtype=np.float64)
+    # The denoiser's own output, not the result given: a result saved rounded would bias every difference.
+    baseline = np.asarray(denoiser(x.astype(np.float32)), dtype=np.float64)
     total = np.zeros_like(x)
     for _ in range(probes):
         probe = sigma * correlated_probe(x.shape, kernel, rng)
@@ -452,9 +435,9 @@ def assess(
     if mse <= 0:
         notes.append("the estimated MSE is not positive: the result is within the estimate's precision of the signal")
         mse = 0.0
-    rows, overall = consistency(x, s, noise_model)
+    rows, overall = _consistency(x, s, variance)
     return Assessment(
-        whiteness=residual_whiteness(x, s, noise_model),
+        whiteness=_residual_whiteness(x, s, variance, noise_model),
         consistency=rows,
         consistency_overall=overall,
         mse_estimate=mse,
@@ -465,6 +448,6 @@ def assess(
         noise_model=noise_model,
         divergence=divergence,
         residual=(x - s).astype(np.float32),
-        likelihood_map=likelihood_map(x, s, noise_model),
+        likelihood_map=_likelihood_map(x, s, variance),
         notes=notes,
     )

@@ -205,12 +205,13 @@ def _planes(array: np.ndarray) -> np.ndarray:
     return array.reshape(-1, *array.shape[-2:])
 
 
-def _binned(signal: np.ndarray, values: np.ndarray, bins: int) -> VarianceBins:
-    """Mean of ``values`` in quantile bins of ``signal`` (bins too small to trust are left out)."""
+def binned_means(signal: np.ndarray, values: np.ndarray, bins: int, min_count: int = MIN_BIN_COUNT) -> VarianceBins:
+    """Mean signal and mean of ``values`` in quantile bins of ``signal``; bins of fewer than
+    ``min_count`` pixels are left out (too few to trust)."""
     signal, values = signal.ravel(), values.ravel()
     keep = np.isfinite(signal) & np.isfinite(values)
     signal, values = signal[keep], values[keep]
-    if signal.size < MIN_BIN_COUNT * 2:
+    if signal.size < min_count * 2:
         raise InputError(f"too few pixels to measure the noise ({signal.size}); use a larger image")
     edges = np.unique(np.quantile(signal, np.linspace(0.0, 1.0, bins + 1)))
     if edges.size < 2:
@@ -219,7 +220,7 @@ def _binned(signal: np.ndarray, values: np.ndarray, bins: int) -> VarianceBins:
     counts = np.bincount(index, minlength=edges.size - 1)
     sums = np.bincount(index, weights=signal, minlength=edges.size - 1)
     value_sums = np.bincount(index, weights=values, minlength=edges.size - 1)
-    good = counts >= MIN_BIN_COUNT
+    good = counts >= max(min_count, 1)
     if not good.any():
         raise InputError("too few pixels in every intensity bin to measure the noise")
     counts = counts[good]
@@ -282,6 +283,15 @@ def _pair(noisy: np.ndarray, denoised: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return _subsample(x, s)
 
 
+def _lag_pairs(x: np.ndarray, s: np.ndarray, lag: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`_half_differences` of the pixel pairs ``lag`` apart in Y and in X."""
+    return [_half_differences(x, s, dy, dx) for dy, dx in ((lag, 0), (0, lag))]
+
+
+def _variance_bins(pairs: list[tuple[np.ndarray, np.ndarray]], bins: int) -> VarianceBins:
+    return binned_means(np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]), bins)
+
+
 def measure_variance(
     noisy: np.ndarray, denoised: np.ndarray, bins: int = DEFAULT_BINS, lag: int = VARIANCE_LAG
 ) -> VarianceBins:
@@ -290,10 +300,7 @@ def measure_variance(
     Both arrays have the same shape, ``(..., Y, X)``, in the same intensity units.
     """
     x, s = _pair(noisy, denoised)
-    pairs = [_half_differences(x, s, dy, dx) for dy, dx in ((lag, 0), (0, lag))]
-    signal = np.concatenate([p[0] for p in pairs])
-    values = np.concatenate([p[1] for p in pairs])
-    return _binned(signal, values, bins)
+    return _variance_bins(_lag_pairs(x, s, lag), bins)
 
 
 def measure_correlation(
@@ -306,7 +313,13 @@ def measure_correlation(
     uncorrelated. Values within the estimate's own scatter of zero are set to zero.
     """
     x, s = _pair(noisy, denoised)
-    far = float(np.mean([_half_differences(x, s, dy, dx)[1].mean() for dy, dx in ((lag, 0), (0, lag))]))
+    return _correlation_kernel(x, s, _lag_pairs(x, s, lag), radius)
+
+
+def _correlation_kernel(
+    x: np.ndarray, s: np.ndarray, far_pairs: list[tuple[np.ndarray, np.ndarray]], radius: int
+) -> np.ndarray:
+    far = float(np.mean([values.mean() for _signal, values in far_pairs]))
     size = 2 * radius + 1
     kernel = np.zeros((size, size))
     if far <= 0:
@@ -394,11 +407,22 @@ def _nonnegative_fit(above: np.ndarray, variance: np.ndarray, weight: np.ndarray
     return min(options, key=lambda gr: float(np.sum((design @ np.array(gr) - target) ** 2)))
 
 
-def fit_from_prediction(noisy: np.ndarray, denoised: np.ndarray, bins: int = DEFAULT_BINS) -> NoiseModel:
+def fit_from_prediction(
+    noisy: np.ndarray,
+    denoised: np.ndarray,
+    bins: int = DEFAULT_BINS,
+    *,
+    offset: float | None = None,
+    read_variance: float | None = None,
+    source: str = "data",
+) -> NoiseModel:
     """The noise model of ``noisy`` measured against a denoised version of it (no ground truth): the
-    variance curve and the correlation between neighbours."""
-    model = fit_poisson_gaussian(measure_variance(noisy, denoised, bins), "data")
-    return model.with_correlation(measure_correlation(noisy, denoised))
+    variance curve and the correlation between neighbours. ``offset`` and ``read_variance`` (from
+    dark frames) are kept when given."""
+    x, s = _pair(noisy, denoised)
+    pairs = _lag_pairs(x, s, VARIANCE_LAG)
+    model = fit_poisson_gaussian(_variance_bins(pairs, bins), source, offset, read_variance)
+    return model.with_correlation(_correlation_kernel(x, s, pairs, CORRELATION_RADIUS))
 
 
 def _frames(frames: np.ndarray | Sequence[np.ndarray], what: str) -> np.ndarray:
@@ -440,13 +464,12 @@ def fit_from_calibration(
         stack = _frames(frames, "calibration frames")
         mean = stack.mean(axis=0)
         variance = stack.var(axis=0, ddof=1)
-        measured = _binned(mean, variance, bins)
+        measured = binned_means(mean, variance, bins)
         model = fit_poisson_gaussian(measured, "calibration", offset, read)
         return model.with_correlation(temporal_correlation(stack - mean))
     if noisy is not None and denoised is not None:
-        measured = measure_variance(noisy, denoised, bins)
-        model = fit_poisson_gaussian(measured, "dark+data" if dark is not None else "data", offset, read)
-        return model.with_correlation(measure_correlation(noisy, denoised))
+        source = "dark+data" if dark is not None else "data"
+        return fit_from_prediction(noisy, denoised, bins, offset=offset, read_variance=read, source=source)
     if dark is not None:
         raise InputError(
             "dark frames give the offset and the read noise but not the gain: add repeated frames of a lit field, "

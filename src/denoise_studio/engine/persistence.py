@@ -42,7 +42,7 @@ STAGE1_WEIGHTS = "stage1.pth"
 STAGE2_WEIGHTS = "stage2.pth"
 MASK_FILE = "mask.npy"
 HISTORY_FILE = "history.csv"
-#: The noise model measured after training (one per channel), read by ``assess`` and the posterior output.
+#: The noise model measured after training (one per channel), read by ``assess`` and the Compare estimate.
 NOISE_MODEL_FILE = "noise_model.json"
 LOCK_FILE = ".run.lock"
 AUTOSTRUCT = "autostructn2v"

@@ -48,7 +48,7 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from ...engine.compare import compare_results
-from ...engine.filters import apply_filter
+from ...engine.filters import apply_filter, filter_function
 from ...engine.io import InputError
 from ..state.session import Session, layer_shape, read_pixels, unique_layer_name
 from ..workers.worker import EngineJob, Outcome, guarded
@@ -607,7 +607,7 @@ class CompareDock(StudioDock):
             by_model, by_filter = denoiser_of(self.viewer.layers[name], model)
             denoisers[name] = by_filter or (by_model.predict if by_model is not None else None)
         for spec in filters:
-            denoisers[spec.label] = lambda image, spec=spec: apply_filter(image, spec.name, spec.size)
+            denoisers[spec.label] = filter_function(spec.name, spec.size)
 
         def call(_callback, _stop) -> Comparison:
             noisy = read_pixels(noisy_array)

@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 
 from ... import api
 from ...engine.assessment import Assessment
-from ...engine.filters import FILTERS, apply_filter
+from ...engine.filters import FILTERS, filter_function
 from ...engine.model import TrainedModel
 from ...engine.noise_model import NoiseModel
 from ..state.session import Session, read_pixels, unique_layer_name
@@ -52,14 +52,9 @@ def denoiser_of(layer, model: TrainedModel | None) -> tuple[TrainedModel | None,
     ours = layer.metadata.get("denoise_studio", {}) if isinstance(layer.metadata, dict) else {}
     if model is not None and ours.get("training_id") == model.name and ours.get("output") == "denoised":
         return model, None
-    name, _, size = str(ours.get("filter", "")).partition(" ")
+    name, _, size = str(ours.get("filter", "")).partition(" ")  # the Compare dock's label: "gaussian 1.5"
     if name in FILTERS:
-        parameter = float(size) if size else None
-
-        def run_filter(image: np.ndarray) -> np.ndarray:
-            return apply_filter(image, name, parameter)
-
-        return None, run_filter
+        return None, filter_function(name, float(size) if size else None)
     return None, None
 
 
