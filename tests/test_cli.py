@@ -156,3 +156,32 @@ def test_existing_run_directory_is_not_overwritten_without_force(trained_run, no
     assert main(["train", str(noisy_tif), "--out", str(run_dir), *TINY_FLAGS]) == EXIT_BAD_INPUT
     assert "already exists" in assert_one_error_line(capsys)
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+def test_predict_many_files_into_a_folder(trained_run, workdir, make_image, tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for index in range(2):
+        tifffile.imwrite(raw / f"img_{index}.tif", (make_image((40, 48), seed=index) * 1000 + 3000).astype(np.float32))
+    (raw / "broken.tif").write_bytes(b"garbage")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "img_1_denoised.tif").write_bytes(b"precious")
+    run = str(trained_run[0])
+    status = main(["predict", run, str(raw / "img_*.tif"), str(raw / "broken.tif"), "--out-dir", str(out)])
+    captured = capsys.readouterr()
+    assert status == 1  # one file failed; the others were done
+    assert "3 files: 1 written, 1 skipped (output exists), 1 failed" in captured.out
+    assert "failed: " in captured.err and "broken.tif" in captured.err
+    assert (out / "img_1_denoised.tif").read_bytes() == b"precious"
+    assert tifffile.imread(out / "img_0_denoised.tif").shape == (40, 48)
+    assert main(["predict", run, str(raw / "img_*.tif"), "--out-dir", str(out), "--force", "--tta"]) == 0
+    assert "2 files: 2 written" in capsys.readouterr().out
+    assert tifffile.imread(out / "img_1_denoised.tif").shape == (40, 48)
+
+
+def test_several_inputs_need_an_output_folder(trained_run, noisy_tif, tmp_path, capsys):
+    argv = ["predict", str(trained_run[0]), str(noisy_tif), str(noisy_tif), "--out", str(tmp_path / "p.tif")]
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "2 inputs need --out-dir" in assert_one_error_line(capsys)
+    assert not (tmp_path / "p.tif").exists()

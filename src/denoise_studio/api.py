@@ -21,6 +21,8 @@ import numpy as np
 
 from .engine.assessment import Assessment, Denoiser
 from .engine.assessment import assess as _assess
+from .engine.batch import BatchResult
+from .engine.batch import predict_files as _predict_files
 from .engine.bigdata import fits_in_memory
 from .engine.config import (
     AutoStructConfig,
@@ -193,6 +195,7 @@ def predict_file(
     scheduler: str | None = None,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
+    tta: bool = False,
 ) -> Path:
     """Denoise an image file into ``target`` atomically, with the input's axes, pixel sizes and channel
     names: OME-TIFF (``.tif``/``.tiff``) or OME-Zarr with a pyramid (``.zarr``).
@@ -205,6 +208,8 @@ def predict_file(
     ``output``: "denoised", "deconvolved" (DecoNoising) or "stage1" (autoStructN2V's first network).
     ``axes`` overrides the file's own; ``dtype`` "input" writes the input's type (rounded, clipped).
     The input is never overwritten, ``overwrite`` or not; another existing file only with ``overwrite``.
+    ``tta``: test-time augmentation, the network's answers under its flips/rotations averaged
+    (``model.test_time_transforms``: 8, or 4 for structured noise; that many times slower).
     """
     if same_file(source, target):
         raise InputError(f"{target} is the input image itself; choose another output file")
@@ -213,7 +218,31 @@ def predict_file(
     return predict_file_to(
         model, source, target, output=output, axes=axes, dtype=dtype, overwrite=overwrite, tile_size=tile_size,
         batch_size=batch_size, device=device, chunks=chunks, workers=workers, scheduler=scheduler,
-        callback=callback, stop=stop,
+        callback=callback, stop=stop, tta=tta,
+    )  # fmt: skip
+
+
+def predict_files(
+    model: TrainedModel,
+    sources: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    output: str = "denoised",
+    overwrite: bool = False,
+    zarr: bool | None = None,
+    callback: ProgressCallback | None = None,
+    stop: StopRequest | None = None,
+    **options: Any,
+) -> BatchResult:
+    """Denoise many files into ``out_dir``: ``sources`` are files, folders (their image files) and glob
+    patterns. Each output is ``<stem>_denoised.tif`` (``.zarr`` for an OME-Zarr input, or all with
+    ``zarr``); one that exists is skipped unless ``overwrite``; a file that fails is recorded with its
+    reason and the rest go on. ``options`` are :func:`predict_file`'s (axes, dtype, tile_size,
+    batch_size, device, chunks, workers, scheduler, tta). Returns every file's outcome.
+    """
+    return _predict_files(
+        model, sources, out_dir, output=output, overwrite=overwrite, zarr=zarr, callback=callback, stop=stop,
+        **options,
     )  # fmt: skip
 
 

@@ -110,3 +110,23 @@ def test_every_single_network_method_trains_in_3d(volume, tiny, method):
     targets = {"care": clean, "n2n": second}.get(method)
     model = ds.train(noisy, tiny(method, epochs=1, patches_per_image=4), targets=targets).model
     assert model.network.dims == 3 and model.predict(noisy).shape == noisy.shape
+
+
+def test_tta_in_3d_turns_only_the_lateral_plane_and_tiles_exactly(volume, tiny):
+    from denoise_studio.engine.augment import dihedral
+    from tests.engine.test_prediction import undo_dihedral
+
+    _clean, noisy = volume
+    model = ds.train(noisy[:12], tiny(depth=2, patch_size=32), axes="ZYX").model
+    assert model.test_time_transforms == tuple(range(8))  # Y-X flips and rotations; Z stays Z
+    # Sides on the pooling grid: padding up to it sits bottom-right, which a flip would move.
+    odd = noisy[:12, :44, :36]
+    whole = model.predictor(tile_size=256, batch_size=1, tta=True)
+    plain = model.predictor(tile_size=256, batch_size=1)
+    tiled = model.predictor(tile_size=16, batch_size=3, tta=True)
+    for predictor, depth in ((whole, 64), (plain, 64), (tiled, 4)):
+        # fp32: bf16 rounds a transposed volume differently, far above these tolerances.
+        predictor.tile_size_z, predictor.precision = depth, "fp32"
+    expected = np.mean([undo_dihedral(plain.predict(np.ascontiguousarray(dihedral(odd, c))), c) for c in range(8)], 0)
+    np.testing.assert_allclose(whole.predict(odd), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tiled.predict(odd), expected, rtol=1e-5, atol=1e-5)

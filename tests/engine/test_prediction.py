@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from denoise_studio.engine.data import triplet_indices
+from denoise_studio.engine.data import Normalization, triplet_indices
 from denoise_studio.engine.events import StopRequest
 from denoise_studio.engine.io import InputError
 from denoise_studio.engine.prediction import PredictionStopped, Predictor
+from tests.conftest import untrained_model
 
 UNTILED = 4096
 
@@ -25,9 +26,12 @@ MODELS = {
 def predictor(tiny_config, make_model):
     """Factory: a Predictor for a random-weight model of the given mode and options."""
 
-    def factory(mode="2d", tile_size=UNTILED, batch_size=4, **options):
+    def factory(mode="2d", tile_size=UNTILED, batch_size=4, transforms=(0,), **options):
         model, norm = make_model(tiny_config(mode=mode, **options))
-        return Predictor(model, norm, mode, tile_size=tile_size, batch_size=batch_size, device="cpu", precision="fp32")
+        return Predictor(
+            model, norm, mode, tile_size=tile_size, batch_size=batch_size, device="cpu", precision="fp32",
+            transforms=transforms, tile_size_z=UNTILED,
+        )  # fmt: skip
 
     return factory
 
@@ -155,3 +159,75 @@ def test_stop_raises_and_leaves_no_file(planes_done, predictor, make_image, tmp_
 def test_predict_refuses_bad_input(predictor):
     with pytest.raises(InputError, match="NaN or Inf"):
         predictor().predict(np.full((32, 32), np.nan, dtype=np.float32))
+
+
+# -- test-time augmentation ------------------------------------------------------------------------
+@pytest.mark.parametrize("choice", range(8))
+def test_each_dihedral_transform_is_undone_on_non_square_tensors(choice):
+    import torch
+
+    from denoise_studio.engine.augment import dihedral, dihedral_tensor, inverse_dihedral_tensor
+
+    tensor = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).reshape(2, 3, 4, 6)
+    moved = dihedral_tensor(tensor, choice)
+    np.testing.assert_array_equal(moved.numpy(), dihedral(tensor.numpy(), choice))  # the training group
+    assert torch.equal(inverse_dihedral_tensor(moved, choice), tensor)
+
+
+def test_tta_averages_the_network_over_the_transformed_images(predictor, make_image):
+    from denoise_studio.engine.augment import dihedral
+
+    image = make_image((40, 56), seed=2)
+    plain = predictor()
+    augmented = predictor(transforms=range(8))
+    # Each transformed image predicted on its own, mapped back, averaged: what TTA must give.
+    expected = np.mean(
+        [undo_dihedral(plain.predict(np.ascontiguousarray(dihedral(image, c))), c) for c in range(8)], axis=0
+    )
+    result = augmented.predict(image)
+    assert_same(result, expected)
+    assert np.abs(result - plain.predict(image)).max() > 1e-3  # a random net is not equivariant
+
+
+@pytest.mark.parametrize("mode", ["2d", "2.5d"])
+def test_tiled_tta_equals_untiled_tta(predictor, make_image, mode):
+    image = make_image((3, 70, 41) if mode == "2.5d" else (70, 41), seed=4)
+    untiled = predictor(mode=mode, transforms=range(8)).predict(image)
+    tiled = predictor(mode=mode, tile_size=16, batch_size=3, transforms=range(8)).predict(image)
+    assert_same(tiled, untiled)
+
+
+def test_transforms_outside_the_dihedral_group_are_refused(predictor):
+    with pytest.raises(ValueError, match="dihedral elements 0-7"):
+        predictor(transforms=(0, 8))
+
+
+def undo_dihedral(array: np.ndarray, choice: int) -> np.ndarray:
+    if choice & 4:
+        array = np.swapaxes(array, -1, -2)
+    if choice & 2:
+        array = array[..., ::-1, :]
+    if choice & 1:
+        array = array[..., ::-1]
+    return array
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, tuple(range(8))),
+        ({"augment_rotate": False}, (0, 1, 2, 3)),  # structured noise: never turned a quarter
+        ({"augment": False}, (0,)),  # never trained under a flip: run as it is
+        # A horizontal struct kernel survives the flips, not the transposes.
+        ({"struct_mask": [[[0, 0, 0], [1, 1, 1], [0, 0, 0]]], "neighbourhood_radius": 2}, (0, 1, 2, 3)),
+        ({"struct_mask": [[[0, 0, 0], [1, 1, 0], [0, 0, 0]]], "neighbourhood_radius": 2}, (0, 2)),
+    ],
+)
+def test_tta_uses_the_transforms_the_network_was_trained_under(tiny_config, overrides, expected):
+    from denoise_studio.engine.model import TrainedModel
+
+    config = tiny_config(**overrides)
+    model = TrainedModel("n2v", config, Normalization(0.0, 1.0), untrained_model(config))
+    assert model.test_time_transforms == expected
+    assert model.predictor(tta=True, device="cpu").transforms == expected
+    assert model.predictor(device="cpu").transforms == (0,)

@@ -274,20 +274,47 @@ def cmd_mask(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     model = api.load_model(args.model)
-    out = Path(args.out)
-    _refuse_input_as_output(out, [args.input])
-    overwrite = _confirm_overwrite(out, args.force)
     if args.output == "deconvolved" and not model.deconvolving:
         raise UsageError("--output deconvolved needs a DecoNoising model (trained with --deconv-psf)")
+    options = dict(
+        output=args.output, axes=args.axes, dtype=args.dtype, tile_size=args.tile, batch_size=args.batch,
+        device=args.device, chunks=args.chunks, workers=args.workers, scheduler=args.scheduler, tta=args.tta,
+    )  # fmt: skip
+    if args.out_dir is not None:
+        return _predict_many(model, args, options)
+    if len(args.inputs) > 1:
+        raise UsageError(f"{len(args.inputs)} inputs need --out-dir DIR (--out names one output file)")
+    if args.zarr:
+        raise UsageError("--zarr goes with --out-dir; with --out the file's suffix (.zarr) chooses")
+    out = Path(args.out)
+    _refuse_input_as_output(out, args.inputs)
+    overwrite = _confirm_overwrite(out, args.force)
     stop = StopRequest()
     with StopOnSignals(stop):
         target = api.predict_file(
-            model, args.input, out, output=args.output, axes=args.axes, dtype=args.dtype, overwrite=overwrite,
-            tile_size=args.tile, batch_size=args.batch, device=args.device, chunks=args.chunks,
-            workers=args.workers, scheduler=args.scheduler, callback=ProgressPrinter(), stop=stop,
-        )  # fmt: skip
+            model, args.inputs[0], out, overwrite=overwrite, callback=ProgressPrinter(), stop=stop, **options
+        )
     print(f"{args.output}: {target}")
     return 0
+
+
+def _predict_many(model: api.TrainedModel, args: argparse.Namespace, options: dict) -> int:
+    """``predict ... --out-dir``: every input in turn; exit status 1 when any failed."""
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir} is a file, not a folder; choose another --out-dir")
+    stop = StopRequest()
+    with StopOnSignals(stop):
+        result = api.predict_files(
+            model, args.inputs, out_dir, overwrite=args.force, zarr=True if args.zarr else None,
+            callback=ProgressPrinter(), stop=stop, **options,
+        )  # fmt: skip
+    for outcome in result.failed:
+        print(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
+    print(result.summary())
+    if result.stopped:
+        return EXIT_STOPPED
+    return 1 if result.failed else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -83,10 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="apply a trained model to an image or stack (streamed to disk)")
+    p = sub.add_parser(
+        "predict", help="apply a trained model to images or stacks (streamed to disk), one file or many"
+    )
     p.add_argument("model", help="run directory (or its config.json)")
-    p.add_argument("input", help="TIFF/PNG image or stack")
-    p.add_argument("--out", required=True, help="output file: .tif/.tiff (OME-TIFF) or .zarr (OME-Zarr with a pyramid)")
+    p.add_argument(
+        "inputs", nargs="+", metavar="input",
+        help="TIFF/PNG/OME-Zarr images; several files, folders (their image files) and quoted glob patterns "
+        "('raw/*.tif', 'data/**/*.tif') go into --out-dir",
+    )  # fmt: skip
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--out", help="output file of one input: .tif/.tiff (OME-TIFF) or .zarr (OME-Zarr with a pyramid)"
+    )
+    where.add_argument(
+        "--out-dir", metavar="DIR",
+        help="folder for many inputs: <name>_denoised.tif each (.zarr for OME-Zarr inputs); existing outputs are "
+        "skipped unless --force, and a failing file is reported without stopping the rest",
+    )  # fmt: skip
+    p.add_argument("--zarr", action="store_true", help="with --out-dir: write every output as OME-Zarr")
+    p.add_argument(
+        "--tta", action="store_true",
+        help="test-time augmentation: average the model over its flips/rotations (8, or 4 for structured noise; "
+        "that many times slower)",
+    )  # fmt: skip
     p.add_argument("--tile", type=_positive_int, default=256, help="tile side in pixels (the overlap is automatic)")
     p.add_argument("--batch", type=_positive_int, default=4, help="tiles per forward pass")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
@@ -112,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunks", type=_chunks, metavar="Z,Y,X",
         help="block size of block-by-block prediction (default 16,512,512; the overlap is the model's exact margin)",
     )  # fmt: skip
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("filter", help="apply a classical filter (gaussian, median, box, box3d, nlm)")

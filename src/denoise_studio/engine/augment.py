@@ -2,12 +2,14 @@
 
 2D and 2.5D patches take the dihedral group of the Y-X plane (or, with a struct mask, only the
 elements that map the kernel onto itself); 3D patches take it times a flip in Z, never exchanging
-Z with Y or X (stacks are anisotropic).
+Z with Y or X (stacks are anisotropic). At test time a network may be run under the same group
+and its answers averaged (test-time augmentation).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def dihedral(array: np.ndarray, choice: int) -> np.ndarray:
@@ -58,3 +60,40 @@ def augment_3d(batch: np.ndarray, rng: np.random.Generator, rotate: bool = True)
         patch = dihedral(batch[i], int(choice) % lateral)
         out[i] = patch[..., ::-1, :, :] if choice >= lateral else patch
     return out
+
+
+# -- test-time augmentation ------------------------------------------------------------------------
+def test_time_transforms(augment: bool, rotate: bool, struct_kernel: np.ndarray | None = None) -> tuple[int, ...]:
+    """The dihedral elements a network may be run under at test time: those it was trained under.
+
+    All 8 flips/rotations; the 4 flips when rotations were off (structured noise has a direction a
+    rotation would turn); with a struct mask only the elements that keep its kernel; only the
+    identity when the network was trained without augmentation.
+    """
+    if not augment:
+        return (0,)
+    if struct_kernel is not None:
+        return kernel_symmetries(struct_kernel, rotate)
+    return tuple(range(8 if rotate else 4))
+
+
+def dihedral_tensor(tensor: torch.Tensor, choice: int) -> torch.Tensor:
+    """:func:`dihedral` on a tensor's last two axes (Y, X; a volume's Z is never touched)."""
+    if choice & 1:
+        tensor = tensor.flip(-1)
+    if choice & 2:
+        tensor = tensor.flip(-2)
+    if choice & 4:
+        tensor = tensor.transpose(-1, -2)
+    return tensor
+
+
+def inverse_dihedral_tensor(tensor: torch.Tensor, choice: int) -> torch.Tensor:
+    """Undo :func:`dihedral_tensor` (its steps in reverse order; each is its own inverse)."""
+    if choice & 4:
+        tensor = tensor.transpose(-1, -2)
+    if choice & 2:
+        tensor = tensor.flip(-2)
+    if choice & 1:
+        tensor = tensor.flip(-1)
+    return tensor

@@ -150,6 +150,7 @@ def predict_array_lazy(
     scheduler: str | None = None,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
+    tta: bool = False,
 ) -> Path:
     """:func:`predict_file_lazy` for an array (a dask array of a napari layer, or any array) of
     ``meta.axes``: predicted block by block, written chunk by chunk to ``target``."""
@@ -157,7 +158,7 @@ def predict_array_lazy(
     meta = meta or ImageMeta()
     array = array if isinstance(array, da.Array) else da.from_array(array)
     layout = layout_for(array.shape, array.dtype, meta.axes, name)
-    predictor = model.predictor(output, tile_size=tile_size, batch_size=batch_size, device=device)
+    predictor = model.predictor(output, tile_size=tile_size, batch_size=batch_size, device=device, tta=tta)
     predictor.check_channels(layout.channels, name)
     if predictor.joint:
         raise InputError(

@@ -122,9 +122,15 @@ class StateEvent:
     state: RunState
     message: str = ""
     kind: str = "state"
+    #: Where a sequence of steps stands (many files: file ``step`` of ``steps`` starts or ended); 0: none.
+    step: int = 0
+    steps: int = 0
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "stage": self.stage, "state": self.state.value, "message": self.message}
+        data = {"kind": self.kind, "stage": self.stage, "state": self.state.value, "message": self.message}
+        if self.steps:
+            data |= {"step": self.step, "steps": self.steps}
+        return data
 
 
 #: Everything a long engine call reports through its callback.

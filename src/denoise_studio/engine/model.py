@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .augment import test_time_transforms
 from .config import DenoiseConfig
-from .data import Normalization
+from .data import Normalization, input_channels
 from .errors import ConfigError
 from .events import ProgressCallback, StopRequest
+from .masking import struct_kernel_array
 from .noise_model import NoiseModel
 from .prediction import Predictor, check_finite_output
 from .registry import method_label, mode_label, stop_reason_text
@@ -135,6 +137,14 @@ class TrainedModel:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    @property
+    def test_time_transforms(self) -> tuple[int, ...]:
+        """The flips/rotations test-time augmentation runs the network under: those it was trained
+        under (8; 4 flips for structured noise; with a struct mask the ones that keep it)."""
+        data = self.config.data
+        kernel = struct_kernel_array(self.config.masking.struct_mask, input_channels(self.mode))
+        return test_time_transforms(data.augment, data.augment_rotate, kernel)
+
     # -- prediction ------------------------------------------------------------------------------
     def predictor(
         self,
@@ -143,13 +153,16 @@ class TrainedModel:
         tile_size: int = 256,
         batch_size: int = 4,
         device: str | None = None,
+        tta: bool = False,
     ) -> Predictor:
-        """A predictor for ``outputs`` (``"denoised"``, ``"deconvolved"``, or ``"stage1"`` alone)."""
+        """A predictor for ``outputs`` (``"denoised"``, ``"deconvolved"``, or ``"stage1"`` alone);
+        ``tta``: average the network's answers under :attr:`test_time_transforms` (that many times slower)."""
         wanted = (outputs,) if isinstance(outputs, str) else tuple(outputs)
         device = device or self.device
         if wanted == (STAGE1,):
             if STAGE1 not in self.stage_networks:
                 raise ConfigError("output: this model has no stage-1 network (only autoStructN2V runs have one)")
+            # Stage 1 learns the structured noise without augmentation: it runs once, tta or not.
             return Predictor(
                 self.stage_networks[STAGE1], self.normalization, self.mode, tile_size=tile_size,
                 batch_size=batch_size, device=device,
@@ -163,6 +176,7 @@ class TrainedModel:
         return Predictor(
             self.network, self.normalizations, self.mode, tile_size=tile_size, batch_size=batch_size,
             device=device, output_normalization=self.output_normalizations, outputs=wanted, joint=self.joint,
+            transforms=self.test_time_transforms if tta else (0,),
         )  # fmt: skip
 
     def predict(
@@ -175,11 +189,13 @@ class TrainedModel:
         stop: StopRequest | None = None,
         tile_size: int = 256,
         batch_size: int = 4,
+        tta: bool = False,
     ) -> np.ndarray:
         """Denoise an image of ``axes`` (e.g. "CZYX"; None: a ``(Y, X)`` image or ``(Z, Y, X)`` stack);
-        returns float32 of the same shape."""
+        returns float32 of the same shape. ``tta``: test-time augmentation (see :meth:`predictor`)."""
         return self.predict_outputs(
-            image, (output,), axes=axes, callback=callback, stop=stop, tile_size=tile_size, batch_size=batch_size
+            image, (output,), axes=axes, callback=callback, stop=stop, tile_size=tile_size, batch_size=batch_size,
+            tta=tta,
         )[output]
 
     def predict_outputs(
@@ -192,13 +208,15 @@ class TrainedModel:
         stop: StopRequest | None = None,
         tile_size: int = 256,
         batch_size: int = 4,
+        tta: bool = False,
     ) -> dict[str, np.ndarray]:
-        """Every output asked for (default: all the model gives) from one forward pass per tile."""
+        """Every output asked for (default: all the model gives) from one forward pass per tile (per
+        transform with ``tta``)."""
         outputs = tuple(outputs or self.outputs)
         results: dict[str, np.ndarray] = {}
         network_outputs = tuple(name for name in outputs if name != STAGE1)
         if network_outputs:
-            predictor = self.predictor(network_outputs, tile_size=tile_size, batch_size=batch_size)
+            predictor = self.predictor(network_outputs, tile_size=tile_size, batch_size=batch_size, tta=tta)
             results.update(predictor.predict_all(image, axes=axes, callback=callback, stop=stop))
         if STAGE1 in outputs:
             predictor = self.predictor(STAGE1, tile_size=tile_size, batch_size=batch_size)

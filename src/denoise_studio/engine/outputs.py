@@ -106,11 +106,14 @@ def predict_and_write(
     unique: bool = False,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
+    tta: bool = False,
 ) -> Prediction:
     """Every output of ``model`` on ``image`` of ``axes`` (one forward pass per tile for all the network's
     outputs), each written into ``folder`` when one is given, with ``meta``'s pixel sizes and channel
     names. Stopping writes nothing."""
-    arrays = model.predict_outputs(image, wanted_outputs(model, with_stage1), axes=axes, callback=callback, stop=stop)
+    arrays = model.predict_outputs(
+        image, wanted_outputs(model, with_stage1), axes=axes, callback=callback, stop=stop, tta=tta
+    )
     result = Prediction(source, arrays)
     if folder is not None:
         folder = Path(folder)
@@ -132,6 +135,7 @@ def predict_lazy_outputs(
     with_stage1: bool = False,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
+    tta: bool = False,
 ) -> Prediction:
     """Every output of ``model`` on a lazy (dask or zarr) image, block by block into new OME-Zarrs in
     ``folder``; the arrays handed back are those files, opened lazily, in the image's own axes and shape
@@ -146,7 +150,7 @@ def predict_lazy_outputs(
     for which in wanted_outputs(model, with_stage1):
         path = output_path(folder, which, stem, unique=True, suffix=".zarr")
         result.files[which] = predict_array_lazy(
-            model, image, path, meta=meta, name=source, output=which, callback=callback, stop=stop
+            model, image, path, meta=meta, name=source, output=which, callback=callback, stop=stop, tta=tta
         )
         written = read_ome_zarr(result.files[which])
         # Written in the engine's axis order (samples as time points); back to the image's own.
@@ -186,6 +190,7 @@ def predict_file_to(
     scheduler: str | None = None,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
+    tta: bool = False,
 ) -> Path:
     """One output of ``model`` on an image file, written atomically to ``target`` with the source's
     axes, pixel sizes and channel names.
@@ -197,7 +202,7 @@ def predict_file_to(
     source, target = Path(source), Path(target)
     lazy_args = dict(
         output=output, axes=axes, dtype=dtype, overwrite=overwrite, tile_size=tile_size, batch_size=batch_size,
-        device=device, chunks=chunks, workers=workers, scheduler=scheduler, callback=callback, stop=stop,
+        device=device, chunks=chunks, workers=workers, scheduler=scheduler, callback=callback, stop=stop, tta=tta,
     )  # fmt: skip
     if workers is not None or scheduler is not None or is_zarr_path(source) or source.is_dir():
         return predict_file_lazy(model, source, target, **lazy_args)
@@ -206,7 +211,7 @@ def predict_file_to(
         return predict_file_lazy(model, source, target, **lazy_args)
     if is_zarr_path(target) and not model.joint:
         return predict_file_lazy(model, source, target, **lazy_args)
-    predictor = model.predictor(output, tile_size=tile_size, batch_size=batch_size, device=device)
+    predictor = model.predictor(output, tile_size=tile_size, batch_size=batch_size, device=device, tta=tta)
     if _streamable(model, source, axes) and not is_zarr_path(target):
         return predictor.predict_file(source, target, dtype=dtype, callback=callback, stop=stop)
     image, meta = read_image_meta(source, axes)
@@ -228,6 +233,7 @@ def predict_file_outputs(
     dtype: str = "float32",
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
+    tta: bool = False,
 ) -> Prediction:
     """Every output of ``model`` on an image file, each to a new file in ``folder`` (see
     :func:`predict_file_to`; each output is its own pass over the file)."""
@@ -236,6 +242,6 @@ def predict_file_outputs(
     for which in wanted_outputs(model, with_stage1):
         target = output_path(folder, which, path.stem, unique=True)
         result.files[which] = predict_file_to(
-            model, path, target, output=which, axes=axes, dtype=dtype, callback=callback, stop=stop
+            model, path, target, output=which, axes=axes, dtype=dtype, callback=callback, stop=stop, tta=tta
         )
     return result

@@ -4,7 +4,8 @@ Exactness: a U-Net is translation-equivariant only for shifts by multiples of 2*
 border pixels see zero padding. Tiles therefore start on the pooling grid of the padded image and
 carry a margin of at least the measured receptive-field radius (rounded up to the pooling step) on
 every side. Under those conditions a tiled prediction equals the untiled one up to float rounding,
-with no more overlap than that.
+with no more overlap than that. Flips and transposes of such a tile keep it on the grid, so
+test-time augmentation keeps the same exactness.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .augment import dihedral_tensor, inverse_dihedral_tensor
 from .axes import layout_for
 from .data import Normalization, check_depth_for_prediction, normalize_channels, plane_input, triplet_indices
 from .errors import InputError, PredictionStopped
@@ -58,8 +60,12 @@ class Predictor:
         outputs: tuple[str, ...] | None = None,
         joint: bool = False,
         tile_size_z: int = 32,
+        transforms: Sequence[int] = (0,),
     ):
         """``outputs`` (default ``(output,)``) are made together, from one forward pass per tile.
+
+        ``transforms``: test-time augmentation, the dihedral elements (0-7, Y-X plane) each tile is
+        run under, answers mapped back and averaged; ``(0,)`` runs the network once.
 
         ``normalization``: one, or one per image channel (the model was trained on that many
         channels); ``joint``: the network takes all channels at once and gives all of them back.
@@ -98,6 +104,9 @@ class Predictor:
         self.tile_size_z = max(1, int(tile_size_z))
         self.tile_size = max(step, (int(tile_size) // step) * step)
         self.batch_size = max(1, int(batch_size))
+        self.transforms = tuple(dict.fromkeys(int(choice) for choice in transforms)) or (0,)
+        if any(not 0 <= choice < 8 for choice in self.transforms):
+            raise ValueError(f"transforms are dihedral elements 0-7, got {self.transforms}")
 
     # -- one plane ---------------------------------------------------------------------------
     def predict_normalized_plane(
@@ -111,6 +120,16 @@ class Predictor:
         return self.predict_plane_outputs(channels, stop, on_tiles)[0]
 
     def _forward(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.transforms == (0,):
+            return self._network(tensor)
+        total = None
+        for choice in self.transforms:
+            answer = self._network(dihedral_tensor(tensor, choice).contiguous(memory_format=self.format))
+            answer = inverse_dihedral_tensor(answer.float(), choice)
+            total = answer if total is None else total + answer
+        return total / len(self.transforms)
+
+    def _network(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.outputs == ("denoised",):
             return self.model(tensor)
         return self.model.outputs(tensor, self.outputs)

@@ -22,12 +22,13 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ...engine.events import ProgressEvent
+from ...engine.batch import BatchResult
+from ...engine.events import ProgressEvent, StateEvent
 from ...engine.io import InputError
 from ...engine.model import TrainedModel
 from ...engine.prediction import PredictionStopped
 from ..state.session import Session
-from ..workers.inference import Prediction, add_result_layers, predict_file, predict_image
+from ..workers.inference import Prediction, add_result_layers, predict_file, predict_folder, predict_image
 from ..workers.worker import EngineJob, Outcome, guarded
 from .dock import StudioDock
 from .quality_panel import QualityPanel
@@ -48,6 +49,8 @@ class ResultsDock(StudioDock):
         self._job_model: TrainedModel | None = None
         #: The axes of the layer being denoised, for its result layers.
         self._job_axes: str | None = None
+        #: Processing a folder: (file, files) of the file in progress; None otherwise.
+        self._files: tuple[int, int] | None = None
 
         # -- model card --
         self.card = QGroupBox("Model")
@@ -74,10 +77,15 @@ class ResultsDock(StudioDock):
         process_layout = QVBoxLayout(process_box)
         self.from_layer = QRadioButton("Layer")
         self.from_file = QRadioButton("TIFF file")
+        self.from_folder = QRadioButton("Folder")
+        self.from_folder.setToolTip(
+            "Every image file of the folder (TIFF, PNG, OME-Zarr), one after the other, into the results folder; "
+            "results already there are kept, and a file that fails does not stop the others."
+        )
         self.from_layer.setChecked(True)
         group = QButtonGroup(self)
-        group.addButton(self.from_layer)
-        group.addButton(self.from_file)
+        for button in (self.from_layer, self.from_file, self.from_folder):
+            group.addButton(button)
         self.layer_combo = QComboBox()
         layer_row = QHBoxLayout()
         layer_row.addWidget(self.from_layer)
@@ -91,6 +99,16 @@ class ResultsDock(StudioDock):
         file_row.addWidget(self.from_file)
         file_row.addWidget(self.file_edit, 1)
         file_row.addWidget(browse)
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setPlaceholderText("path/to/folder")
+        self.folder_edit.textEdited.connect(lambda _t: self.from_folder.setChecked(True))
+        browse_folder = QPushButton("Browse…")
+        browse_folder.clicked.connect(self._choose_folder)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.from_folder)
+        folder_row.addWidget(self.folder_edit, 1)
+        folder_row.addWidget(browse_folder)
+        self.tta = QCheckBox("Test-time augmentation")
         self.with_stage1 = QCheckBox("Also denoise with stage 1 (to compare stage 1 and stage 2)")
         self.open_result = QCheckBox("Open the result in the viewer (TIFF files)")
         self.open_result.setChecked(True)
@@ -107,8 +125,9 @@ class ResultsDock(StudioDock):
         self.progress.setFormat("idle")
         self.process_status = QLabel()
         self.process_status.setWordWrap(True)
-        for item in (layer_row, file_row):
+        for item in (layer_row, file_row, folder_row):
             process_layout.addLayout(item)
+        process_layout.addWidget(self.tta)
         process_layout.addWidget(self.with_stage1)
         process_layout.addWidget(self.open_result)
         process_layout.addLayout(buttons)
@@ -157,6 +176,13 @@ class ResultsDock(StudioDock):
                 text = QLabel(value)
                 text.setWordWrap(True)
                 self.card_layout.addRow(f"{label}:", text)
+        transforms = len(model.test_time_transforms) if model is not None else 1
+        self.tta.setVisible(transforms > 1)
+        self.tta.setText(f"Test-time augmentation ({transforms} flips/rotations averaged, {transforms}x slower)")
+        self.tta.setToolTip(
+            "Run the network on each flip/rotation it was trained under and average the answers mapped back: "
+            "a little less noise for that many times the prediction time."
+        )
         has_stage1 = model is not None and model.has_separate_stage1
         self.with_stage1.setVisible(has_stage1)
         self.with_stage1.setChecked(has_stage1)
@@ -211,14 +237,33 @@ class ResultsDock(StudioDock):
             self.file_edit.setText(path)
             self.from_file.setChecked(True)
 
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images to denoise")
+        if folder:
+            self.folder_edit.setText(folder)
+            self.from_folder.setChecked(True)
+
     def process(self) -> bool:
-        """Apply the model to the chosen layer or TIFF file; returns False (and says why) if it cannot start."""
+        """Apply the model to the chosen layer, TIFF file or folder; returns False (and says why) if it cannot start."""
         model = self.session.model
         if model is None:
             return self._refuse("no model yet: train one, or import one in Method and Data")
         out_dir = self.session.results_dir(model.name)
         with_stage1 = not self.with_stage1.isHidden() and self.with_stage1.isChecked()
-        if self.from_file.isChecked():
+        tta = not self.tta.isHidden() and self.tta.isChecked()
+        self._files = None
+        if self.from_folder.isChecked():
+            folder = Path(self.folder_edit.text().strip()).expanduser()
+            if not folder.is_dir():
+                return self._refuse(f"{folder}: no such folder")
+            target = out_dir / folder.name
+
+            def call(callback, stop) -> BatchResult:
+                return predict_folder(model, folder, target, callback, stop, tta)
+
+            what, axes = f"the images of {folder.name}", None
+            self._files = (0, 0)
+        elif self.from_file.isChecked():
             path = Path(self.file_edit.text().strip()).expanduser()
             if not path.is_file():
                 return self._refuse(f"{path}: no such file")
@@ -226,7 +271,7 @@ class ResultsDock(StudioDock):
 
             def call(callback, stop) -> Prediction:
                 # The file's own axes (OME-TIFF, ImageJ) or the guess: the axes field describes the input layer.
-                return predict_file(model, path, out_dir, callback, stop, with_stage1, load)
+                return predict_file(model, path, out_dir, callback, stop, with_stage1, load, tta=tta)
 
             what, axes = path.name, None
         else:
@@ -241,7 +286,9 @@ class ResultsDock(StudioDock):
                 return self._refuse(str(err))
 
             def call(callback, stop) -> Prediction:
-                return predict_image(model, image, name, out_dir, callback, stop, with_stage1, axes=axes, meta=meta)
+                return predict_image(
+                    model, image, name, out_dir, callback, stop, with_stage1, axes=axes, meta=meta, tta=tta
+                )
 
             what = name
         reason = self.session.busy_reason()
@@ -267,6 +314,18 @@ class ResultsDock(StudioDock):
             self.process_status.setText("Stopping…")
 
     def _on_progress(self, event: ProgressEvent) -> None:
+        if isinstance(event, StateEvent):
+            if event.steps:  # many files: which one, and what became of the last
+                self._files = (event.step, event.steps)
+                self.process_status.setText(event.message)
+                self.progress.setValue(int((event.step - 1) / event.steps * PROGRESS_STEPS))
+                self.progress.setFormat(f"file {event.step}/{event.steps}")
+            return
+        if self._files and self._files[1]:
+            step, steps = self._files
+            self.progress.setValue(int((step - 1 + event.fraction) / steps * PROGRESS_STEPS))
+            self.progress.setFormat(f"file {step}/{steps} · {event.prediction_position}")
+            return
         self.progress.setValue(int(event.fraction * PROGRESS_STEPS))
         self.progress.setFormat(f"{event.prediction_position} · {format_duration(event.time_left)}")
 
@@ -283,6 +342,9 @@ class ResultsDock(StudioDock):
                 self._status(f"Failed: {outcome.message}", ok=False)
                 show_error(f"Processing failed: {outcome.message}")
             return
+        if isinstance(outcome.value, BatchResult):
+            self._show_batch(outcome.value)
+            return
         prediction: Prediction = outcome.value
         self.progress.setValue(PROGRESS_STEPS)
         self.progress.setFormat("done")
@@ -294,6 +356,17 @@ class ResultsDock(StudioDock):
                 self.session.set_comparison(prediction.source, ordered)
         self._status(f"Saved {files}", ok=True)
         show_info(f"Denoised result saved: {files}")
+
+    def _show_batch(self, result: BatchResult) -> None:
+        """A folder's outcome: the counts, each failure with its reason, where the results are."""
+        self.progress.setValue(PROGRESS_STEPS if not result.stopped else self.progress.value())
+        self.progress.setFormat("stopped" if result.stopped else "done")
+        lines = [result.summary()]
+        lines += [f"{outcome.source.name}: {outcome.error}" for outcome in result.failed]
+        if result.outcomes:
+            lines.append(f"Results in {result.outcomes[0].target.parent}")
+        self._status("\n".join(lines), ok=not result.failed and not result.stopped)
+        (show_error if result.failed else show_info)(f"Process folder: {result.summary()}")
 
     def _status(self, text: str, ok: bool) -> None:
         self.process_status.setText(text)

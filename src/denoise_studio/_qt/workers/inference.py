@@ -13,6 +13,7 @@ import tifffile
 import torch
 
 from ...engine.axes import ImageMeta
+from ...engine.batch import BatchResult, predict_files
 from ...engine.events import ProgressCallback, StopRequest
 from ...engine.lazy import is_on_disk
 from ...engine.model import TrainedModel
@@ -39,6 +40,7 @@ def predict_image(
     with_stage1: bool = False,
     axes: str | None = None,
     meta: ImageMeta | None = None,
+    tta: bool = False,
 ) -> Prediction:
     """Denoise an array of ``axes`` (worker thread: a lazy layer's array is read here) and write each
     output into ``out_dir``: an OME-TIFF with ``meta``'s pixel sizes when the axes are known, else a TIFF.
@@ -49,11 +51,11 @@ def predict_image(
         if is_on_disk(image):
             return predict_lazy_outputs(
                 model, image, out_dir, axes=axes, meta=meta, source=source, stem=source, with_stage1=with_stage1,
-                callback=callback, stop=stop,
+                callback=callback, stop=stop, tta=tta,
             )  # fmt: skip
         return predict_and_write(
             model, read_pixels(image), out_dir, axes=axes, meta=meta, source=source, stem=source,
-            with_stage1=with_stage1, unique=True, callback=callback, stop=stop,
+            with_stage1=with_stage1, unique=True, callback=callback, stop=stop, tta=tta,
         )  # fmt: skip
     finally:
         model.release_device_memory()
@@ -68,18 +70,30 @@ def predict_file(
     with_stage1: bool = False,
     load_result: bool = True,
     axes: str | None = None,
+    tta: bool = False,
 ) -> Prediction:
     """Denoise a TIFF to disk (a single-channel stack slice by slice, in bounded memory); optionally read
     the result back. ``axes`` overrides the file's own (None: the file's, or the guess)."""
     try:
         result = predict_file_outputs(
-            model, path, out_dir, with_stage1=with_stage1, axes=axes, callback=callback, stop=stop
+            model, path, out_dir, with_stage1=with_stage1, axes=axes, callback=callback, stop=stop, tta=tta
         )
     finally:
         model.release_device_memory()
     if load_result:
         result.arrays = {which: np.squeeze(tifffile.imread(file)) for which, file in result.files.items()}
     return result
+
+
+def predict_folder(
+    model: TrainedModel, folder: Path, out_dir: Path, callback: ProgressCallback, stop: StopRequest, tta: bool = False
+) -> BatchResult:
+    """Denoise every image file of ``folder`` into ``out_dir`` (worker thread); outputs already there
+    are kept, never overwritten, and a file that fails does not stop the others."""
+    try:
+        return predict_files(model, [folder], out_dir, callback=callback, stop=stop, tta=tta)
+    finally:
+        model.release_device_memory()
 
 
 def result_layer_name(model: TrainedModel, source: str, which: str) -> str:
