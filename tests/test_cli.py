@@ -185,3 +185,21 @@ def test_several_inputs_need_an_output_folder(trained_run, noisy_tif, tmp_path, 
     assert main(argv) == EXIT_BAD_INPUT
     assert "2 inputs need --out-dir" in assert_one_error_line(capsys)
     assert not (tmp_path / "p.tif").exists()
+
+
+def test_train_init_continues_a_model_and_refuses_another_network(trained_run, noisy_tif, tmp_path, capsys):
+    run = str(trained_run[0])
+    out = tmp_path / "continued"
+    # TINY_FLAGS without its network settings: the network is the model's.
+    flags = ["--epochs", "1", "--device", "cpu", "--set", "patch_size=32", "--set", "patches_per_image=8"]
+    assert main(["train", str(noisy_tif), "--init", run, "--out", str(out), "--no-predict", *flags]) == 0
+    continued = load_model(out)
+    assert continued.config.model == load_model(run).config.model
+    assert continued.summary["initialized_from"] == run
+    assert continued.normalization == load_model(run).normalization
+    capsys.readouterr()
+    argv = ["train", str(noisy_tif), "--init", run, "--out", str(tmp_path / "x"), "--set", "depth=3"]
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "--set depth: the network comes from --init" in assert_one_error_line(capsys)
+    assert main(["train", str(noisy_tif), "--renormalize", "--out", str(tmp_path / "y")]) == EXIT_BAD_INPUT
+    assert "--renormalize goes with --init" in assert_one_error_line(capsys)

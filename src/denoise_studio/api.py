@@ -44,7 +44,7 @@ from .engine.outputs import predict_file_to
 from .engine.persistence import load_model as _load_model
 from .engine.pipelines.autostruct import mask_from_correlation, residual_correlation
 from .engine.registry import METHODS
-from .engine.run import ReviewHook, RunResult, run_training
+from .engine.run import ReviewHook, RunResult, continuing_config, run_training
 
 RunConfig = DenoiseConfig | AutoStructConfig
 ImageInput = np.ndarray | str | os.PathLike
@@ -130,6 +130,8 @@ def train(
     names: Sequence[str] | None = None,
     axes: AxesInput = None,
     from_disk: bool | None = None,
+    init: TrainedModel | str | os.PathLike | None = None,
+    renormalize: bool = False,
 ) -> RunResult:
     """Train on ``images`` (arrays or image files); blocks until the run ends.
 
@@ -148,7 +150,15 @@ def train(
     keeping the best model (none when no step was taken). Returns a :class:`RunResult` with the
     model, the history and the summary. ``input_files`` (the files arrays were read from) are never
     overwritten by the run; ``names`` label the images in messages.
+
+    ``init``: continue or fine-tune a trained model (or its run folder): its weights are the start,
+    its network (mode, U-Net, DecoNoising PSF) replaces ``config``'s, and its normalisation is kept
+    unless ``renormalize`` (then the new images' is fitted). Any single-network method may continue
+    any model of the same network (N2V on new data, CARE from an N2V model); autoStructN2V cannot.
     """
+    if init is not None:
+        init = init if isinstance(init, TrainedModel) else load_model(init)
+        config = continuing_config(config, init)
     arrays, found_names, files, found_axes = _as_images(images, axes, from_disk)
     target_arrays = None
     if targets is not None:
@@ -157,7 +167,7 @@ def train(
     return run_training(
         config, arrays, targets=target_arrays, run_dir=run_dir, overwrite=overwrite, review=review, mask=mask,
         callback=callback, stop=stop, input_files=[*files, *input_files], names=names or found_names,
-        axes=found_axes,
+        axes=found_axes, init=init, renormalize=renormalize,
     )  # fmt: skip
 
 

@@ -231,3 +231,12 @@ def test_tta_uses_the_transforms_the_network_was_trained_under(tiny_config, over
     assert model.test_time_transforms == expected
     assert model.predictor(tta=True, device="cpu").transforms == expected
     assert model.predictor(device="cpu").transforms == (0,)
+
+
+def test_tta_of_a_paired_model_uses_all_eight(tiny_config):
+    from denoise_studio.engine.model import TrainedModel
+
+    config = tiny_config("care", target_from="gaussian:1.5")
+    assert config.masking is None
+    model = TrainedModel("care", config, Normalization(0.0, 1.0), untrained_model(config))
+    assert model.test_time_transforms == tuple(range(8))

@@ -12,6 +12,7 @@ import numpy as np
 from .. import api
 from ..engine.axes import layout_for
 from ..engine.compare import compare_results, format_table
+from ..engine.config import ModelConfig
 from ..engine.errors import ConfigError
 from ..engine.events import StopRequest
 from ..engine.figures import side_by_side, write_png
@@ -93,13 +94,36 @@ def _load_mask(path: str) -> np.ndarray:
         raise InputError(f"{path}: cannot be read as a mask (.npy of booleans): {err}") from None
 
 
+def _init_model(args: argparse.Namespace, pipeline: bool) -> api.TrainedModel | None:
+    """The model ``--init`` continues; the network is its own, so flags that would change it are refused."""
+    if args.init is None:
+        if args.renormalize:
+            raise UsageError("--renormalize goes with --init RUN_DIR")
+        return None
+    if pipeline:
+        raise UsageError("--init: autostructn2v trains both of its networks from scratch; continue with n2v or n2v2")
+    init = api.load_model(args.init)
+    if args.mode is not None and args.mode != init.mode:
+        raise UsageError(f"--mode {args.mode}: the model of --init is {init.mode}; its network keeps its mode")
+    network_fields = set(ModelConfig.model_fields)
+    for item in args.set or []:
+        key = item.partition("=")[0].strip()
+        if key.startswith("model.") or key in network_fields:
+            raise UsageError(f"--set {key}: the network comes from --init; drop this setting")
+    if args.deconv_psf is not None:
+        raise UsageError("--deconv-psf: the network comes from --init (with its PSF, if it has one)")
+    return init
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     info = METHODS[args.method]
     if not info.pipeline and (args.auto_approve or args.mask):
         raise UsageError("--auto-approve and --mask belong to --method autostructn2v")
     if info.pipeline and (args.target or args.target_from or args.deconv_psf or args.register):
         raise UsageError("--target, --target-from, --register and --deconv-psf do not apply to autostructn2v")
-    config = api.make_config(args.method, args.mode, args.preset, _train_overrides(args, info.pipeline))
+    init = _init_model(args, info.pipeline)
+    mode = args.mode or (init.mode if init is not None else "2d")
+    config = api.make_config(args.method, mode, args.preset, _train_overrides(args, info.pipeline))
     if info.pipeline and not (config.auto_approve or args.mask or _interactive()):
         raise UsageError("no terminal to review the mask on; pass --auto-approve, or --mask MASK.npy")
     out = Path(args.out)
@@ -122,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = api.train(
             images, config, targets=targets, run_dir=out, overwrite=overwrite, mask=mask,
             review=terminal_review, callback=printer, stop=stop, input_files=[*args.input, *(args.target or [])],
-            names=args.input, axes=axes, from_disk=from_disk,
+            names=args.input, axes=axes, from_disk=from_disk, init=init, renormalize=args.renormalize,
         )  # fmt: skip
     if info.pipeline and run.extraction is not None and (config.auto_approve or mask is not None):
         print_extraction(run.extraction)

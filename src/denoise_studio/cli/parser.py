@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="+", help="TIFF/PNG image(s) or stack(s) to train on")
     methods = "; ".join(f"{name}: {info.label}" for name, info in METHODS.items())
     p.add_argument("--method", choices=tuple(METHODS), default="n2v", help=methods)
-    p.add_argument("--mode", choices=tuple(MODES), default="2d")
+    p.add_argument("--mode", choices=tuple(MODES), help="2d (the default), 2.5d or 3d; with --init, the model's")
     p.add_argument("--preset", choices=PRESETS, default="fast")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-time", type=float, dest="max_time", help="wall-time budget in seconds")
@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="read training patches from the files instead of loading them (automatic for OME-Zarr and for "
         "files too large for memory)",
     )  # fmt: skip
+    p.add_argument(
+        "--init", metavar="RUN_DIR",
+        help="continue or fine-tune this trained model: its weights are the start, its network (mode, U-Net) is "
+        "kept, and so is its normalisation unless --renormalize",
+    )  # fmt: skip
+    p.add_argument("--renormalize", action="store_true", help="with --init: fit the new images' normalisation")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.set_defaults(func=cmd_train)
 

@@ -142,7 +142,8 @@ class TrainedModel:
         """The flips/rotations test-time augmentation runs the network under: those it was trained
         under (8; 4 flips for structured noise; with a struct mask the ones that keep it)."""
         data = self.config.data
-        kernel = struct_kernel_array(self.config.masking.struct_mask, input_channels(self.mode))
+        masking = self.config.masking  # None for the paired methods
+        kernel = struct_kernel_array(masking.struct_mask, input_channels(self.mode)) if masking else None
         return test_time_transforms(data.augment, data.augment_rotate, kernel)
 
     # -- prediction ------------------------------------------------------------------------------
@@ -239,6 +240,8 @@ class TrainedModel:
         if self.stage_networks:
             # Stage 2 learns on a different blind-spot layout: its loss cannot be compared with stage 1's.
             rows[-1] = (f"Best val loss ({_final_stage(self)})", _format_loss(self.best_val_loss))
+        if self.summary.get("initialized_from"):
+            rows.append(("Continued from", str(self.summary["initialized_from"])))
         if self.stop_reason:
             rows.append(("Ended", stop_reason_text(self.stop_reason)))
         if self.deconvolving:

@@ -33,7 +33,7 @@ import numpy as np
 from .axes import layout_for
 from .config import AutoStructConfig, DenoiseConfig, MaskExtractorConfig
 from .data import Normalization, check_training_images, fit_channel_normalizations
-from .errors import InputError, PipelineStateError
+from .errors import ConfigError, InputError, PipelineStateError
 from .events import ProgressCallback, RunState, StopRequest
 from .lazy import is_lazy, is_on_disk, lazy_samples
 from .mask_extraction import MaskExtractionResult
@@ -147,9 +147,20 @@ class TrainingRun:
         axes: str | Sequence[str | None] | None = None,
         callback: ProgressCallback | None = None,
         stop: StopRequest | None = None,
+        init: TrainedModel | None = None,
+        renormalize: bool = False,
     ):
         """``axes``: of every image (one string for all, or one per image; None: ``(Y, X)``/``(Z, Y, X)``);
-        targets have their input's axes."""
+        targets have their input's axes. ``init``: continue from this model's weights (same network);
+        its normalisation is kept unless ``renormalize``."""
+        if init is not None:
+            check_continuable(init, config)
+            if run_dir is not None and init.run_dir is not None and Path(run_dir).resolve() == init.run_dir.resolve():
+                raise InputError(
+                    f"init: {run_dir} holds the model this run continues; write the new run to another folder"
+                )
+        self.init = init
+        self.renormalize = renormalize
         self.config = config
         self.images = [images] if isinstance(images, np.ndarray) else list(images)
         self.axes = list(axes) if isinstance(axes, (list, tuple)) else [axes] * len(self.images)
@@ -241,7 +252,24 @@ class TrainingRun:
             targets = prepare_targets(config, stacks, raw)
             self.normalization = fit_channel_normalizations(stacks, config.data)
             self.target_normalization = fit_channel_normalizations(targets, config.data) if targets else None
+            if self.init is not None:
+                self._continue_from(self.init, stacks)
         return stacks, targets
+
+    def _continue_from(self, init: TrainedModel, stacks: list[np.ndarray]) -> None:
+        """The model's channel count must be the images'; its intensity mapping stays (the network
+        learnt in it) unless the run was told to fit a new one."""
+        channels = stacks[0].shape[0]
+        if channels != init.channels:
+            raise InputError(
+                f"init: the model takes {init.channels} channel(s), these images have {channels}; "
+                "continue training on images of the same channels"
+            )
+        if self.renormalize:
+            return
+        self.normalization = init.normalizations
+        if self.target_normalization is not None and init.target_normalization is not None:
+            self.target_normalization = init.output_normalizations
 
     def _target_samples(self) -> list[np.ndarray]:
         if len(self.raw_targets) != len(self.images) and all(a is None for a in self.axes):
@@ -274,10 +302,13 @@ class TrainingRun:
 
     def _train_single(self, stacks: list[np.ndarray], targets: list[np.ndarray] | None) -> None:
         config: DenoiseConfig = self.config
+        initial = None
+        if self.init is not None:
+            initial = {key: value.detach().cpu().clone() for key, value in self.init.network.state_dict().items()}
         result = train(
             config, stacks, callback=self.callback, stop=self.stop, checkpoint=self._checkpoint(config),
             normalization=self.normalization, targets=targets, target_normalization=self.target_normalization,
-            targets_prepared=True,
+            targets_prepared=True, initial_state=initial,
         )  # fmt: skip
         histories = {"training": result.history}
         if result.steps == 0:
@@ -294,8 +325,8 @@ class TrainingRun:
         def write(state: dict, summary: dict) -> None:
             # The best weights so far are always on disk, even if the run is killed.
             save_model(
-                run_dir, config, self.normalization, state, summary, target_normalization=self.target_normalization,
-                input_axes=self.input_axes,
+                run_dir, config, self.normalization, state, summary | self._provenance(),
+                target_normalization=self.target_normalization, input_axes=self.input_axes,
             )  # fmt: skip
 
         return write
@@ -422,12 +453,18 @@ class TrainingRun:
             stage_networks=stages,
             run_dir=self.run_dir,
             created=now_iso(),
-            summary=result.summary(),
+            summary=result.summary() | self._provenance(),
             channel_normalizations=list(norms) if len(norms) > 1 else [],
             target_channel_normalizations=result.target_channel_normalizations if len(norms) > 1 else None,
             input_axes=self.input_axes,
             **extra,
         )
+
+    def _provenance(self) -> dict:
+        """What the run started from, for the model card and config.json."""
+        if self.init is None:
+            return {}
+        return {"initialized_from": str(self.init.run_dir) if self.init.run_dir else self.init.name}
 
     def _finish_pipeline(self, state: RunState, message: str) -> None:
         pipeline = self.pipeline
@@ -501,12 +538,15 @@ def run_training(
     input_files: Sequence[str | os.PathLike] = (),
     names: Sequence[str] | None = None,
     axes: str | Sequence[str | None] | None = None,
+    init: TrainedModel | None = None,
+    renormalize: bool = False,
 ) -> RunResult:
     """Run a whole training (see the module docstring). autoStructN2V: ``review`` decides at the gate
-    (default: the config's ``auto_approve`` or, failing that, :func:`auto_approve`); ``mask`` skips stage 1."""
+    (default: the config's ``auto_approve`` or, failing that, :func:`auto_approve`); ``mask`` skips stage 1.
+    ``init``: continue from a trained model (see :func:`check_continuable`)."""
     run = TrainingRun(
         config, images, targets=targets, run_dir=run_dir, overwrite=overwrite, input_files=input_files,
-        names=names, axes=axes, callback=callback, stop=stop,
+        names=names, axes=axes, callback=callback, stop=stop, init=init, renormalize=renormalize,
     )  # fmt: skip
     if mask is not None:
         run.use_mask(mask)
@@ -525,6 +565,41 @@ def run_training(
             raise
         run.decide(decision)
     return run.result
+
+
+def continuing_config(config: DenoiseConfig, init: TrainedModel) -> DenoiseConfig:
+    """``config`` with the network of ``init``: its mode, U-Net and DecoNoising PSF (what its weights fit)."""
+    if isinstance(config, AutoStructConfig):
+        return config  # refused by check_continuable, with the reason
+    data, theirs = config.to_dict(), init.config.to_dict()
+    data.update(mode=theirs["mode"], model=theirs["model"], deconv=theirs.get("deconv"))
+    return DenoiseConfig.from_dict(data)  # validated again: the mode may bring its own checks
+
+
+def check_continuable(init: TrainedModel, config: RunConfig) -> None:
+    """Refuse, naming the fields, a run whose network cannot take ``init``'s weights."""
+    if isinstance(config, AutoStructConfig):
+        raise ConfigError(
+            "init: an autoStructN2V run trains two networks from scratch and cannot continue a model; continue "
+            "with N2V or N2V2, or give autoStructN2V the model's mask to train stage 2 only"
+        )
+    differences = []
+    if config.mode != init.mode:
+        differences.append(f"mode: {config.mode} here, {init.mode} in the model")
+    for name in type(config.model).model_fields:
+        mine, theirs = getattr(config.model, name), getattr(init.config.model, name)
+        if mine != theirs:
+            differences.append(f"model.{name}: {mine} here, {theirs} in the model")
+    if config.psf_sigma != init.config.psf_sigma:
+        differences.append(f"deconv.psf_sigma: {config.psf_sigma} here, {init.config.psf_sigma} in the model")
+    joint = config.data.channels == "joint"
+    if init.channels > 1 and joint != init.joint:
+        differences.append(f"data.channels: {config.data.channels} here, {init.config.data.channels} in the model")
+    if differences:
+        raise ConfigError(
+            "init: continuing a model needs its network; " + "; ".join(differences)
+            + " (leave the network settings to the model)"
+        )
 
 
 def measure_noise_models(model: TrainedModel, stacks: Sequence[np.ndarray]) -> list[NoiseModel]:

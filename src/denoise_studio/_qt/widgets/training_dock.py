@@ -22,8 +22,10 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from ...engine.errors import ConfigError
 from ...engine.events import ProgressEvent
 from ...engine.io import InputError
+from ...engine.model import TrainedModel
 from ..state.session import Session
 from ..workers.training_run import COMPLETE, FAILED, PENDING, REVIEW, STOPPED, TRAINING, TrainingRun
 from .dock import StudioDock
@@ -196,8 +198,11 @@ class TrainingDock(StudioDock):
         self.stop_button.setToolTip("Stop after the current batch; the best model so far is kept.")
         self.stop_button.clicked.connect(self.stop)
         self.stop_button.setEnabled(False)
+        self.continue_button = QPushButton("Continue training")
+        self.continue_button.clicked.connect(self.continue_training)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
+        buttons.addWidget(self.continue_button)
         buttons.addWidget(self.stop_button)
 
         self.status_label = QLabel()
@@ -237,6 +242,7 @@ class TrainingDock(StudioDock):
         self._links.connect(self.session.method_changed, self._update_start)
         self._links.connect(self.session.workflow_changed, self._update_start)
         self._links.connect(self.session.config_changed, self._update_start)
+        self._links.connect(self.session.model_changed, self._update_start)
         # Closing the window must not leave a training running on: once the last training dock of
         # the session is gone, the run stops within a batch.
         self.session.attach_training_view(self)
@@ -284,6 +290,17 @@ class TrainingDock(StudioDock):
         reason = session.busy_reason()
         if not reason and session.workflow == "import":
             reason = "the workflow is 'Import a trained model'; choose 'Train from scratch' in Method and Data to train"
+        return self._start_run(reason)
+
+    def continue_training(self) -> bool:
+        """Train the current model further on the chosen image (its network and normalisation, the
+        configuration's other settings); returns False (and says why) when it cannot start."""
+        session = self.session
+        reason = session.busy_reason() or self.continue_problem() or self._data_problem()
+        return self._start_run(reason, init=session.model)
+
+    def _start_run(self, reason: str, init: TrainedModel | None = None) -> bool:
+        session = self.session
         if not reason and session.config_error:
             reason = f"the configuration is not valid: {session.config_error}"
         if not reason:
@@ -292,8 +309,8 @@ class TrainingDock(StudioDock):
                 source, image = session.training_data()
                 # A missing target refuses the start here; its alignment is checked in the job.
                 found = session.target_data()
-                run = TrainingRun(session, source, image, None if found is None else found[1])
-            except InputError as err:
+                run = TrainingRun(session, source, image, None if found is None else found[1], init=init)
+            except (InputError, ConfigError) as err:
                 reason = str(err)
         if reason:
             self._refuse(reason)
@@ -322,9 +339,23 @@ class TrainingDock(StudioDock):
     def data_problem(self) -> str:
         """Why the chosen data cannot be trained on ("" when it can): the cheap checks of the Method dock's
         status (shape, type, axes, mode, target), which read no pixel."""
-        session = self.session
-        if session.workflow == "import":
+        if self.session.workflow == "import":
             return ""  # Start then says that the workflow imports a model
+        return self._data_problem()
+
+    def continue_problem(self) -> str:
+        """Why the current model cannot be trained further ("" when it can)."""
+        model = self.session.model
+        if model is None:
+            return "there is no model to continue: train one, or import one in Method and Data"
+        if model.stage_networks:
+            return "an autoStructN2V model trains its two networks from scratch; it cannot be continued"
+        if self.session.method == "autostructn2v":
+            return "autoStructN2V trains from scratch; choose N2V or N2V2 in Method and Data to continue the model"
+        return ""
+
+    def _data_problem(self) -> str:
+        session = self.session
         ready, message = session.data_status()
         if ready:
             target = session.target_status()
@@ -336,6 +367,15 @@ class TrainingDock(StudioDock):
         self.start_button.setEnabled(not problem)
         self.start_button.setToolTip(
             f"Cannot start: {problem}" if problem else "Train on the chosen image with the current configuration."
+        )
+        blocked = self.continue_problem() or self._data_problem()
+        self.continue_button.setEnabled(not blocked)
+        self.continue_button.setToolTip(
+            f"Cannot continue: {blocked}"
+            if blocked
+            else "Train the current model further on the chosen image: its network and normalisation stay, "
+            "the other settings (time budget, learning rate...) are the configuration's. A new model is saved; "
+            "the current one is kept."
         )
 
     def stop(self) -> None:

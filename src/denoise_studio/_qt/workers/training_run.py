@@ -24,7 +24,7 @@ from ...engine.model import TrainedModel
 from ...engine.outputs import Prediction, predict_and_write
 from ...engine.pipelines.autostruct import AutoStructState, check_mask
 from ...engine.prediction import PredictionStopped
-from ...engine.run import Approve, Regenerate, RunResult, SkipStage2
+from ...engine.run import Approve, Regenerate, RunResult, SkipStage2, continuing_config
 from ...engine.run import TrainingRun as EngineRun
 from ..state.session import Session, read_pixels
 from .inference import add_result_layers, release_device_memory
@@ -62,13 +62,16 @@ class TrainingRun(QObject):
     #: The extraction to review (first time and after each regeneration).
     review_requested = Signal(object)
 
-    def __init__(self, session: Session, source: str, image, target=None):
+    def __init__(self, session: Session, source: str, image, target=None, init: TrainedModel | None = None):
         """``image`` and ``target`` (the raw paired image of Noise2Noise, CARE) are the layers' arrays as
         they hold them: a lazy (dask, zarr) layer is read in the first job, never on the GUI thread; the
-        target is checked and aligned there too. Both have the session's axes."""
+        target is checked and aligned there too. Both have the session's axes. ``init``: continue training
+        this model (its network and normalisation, the session's other settings)."""
         super().__init__()
         self.session = session
-        self.config = session.config  # the run keeps the config it started with (configs are immutable)
+        self.init = init
+        # The run keeps the config it started with (configs are immutable); continuing keeps the model's network.
+        self.config = session.config if init is None else continuing_config(session.config, init)
         self.method = session.method
         self.mode = self.config.mode
         self.source = source
@@ -159,6 +162,7 @@ class TrainingRun(QObject):
         self.engine = EngineRun(
             self.config, [self.image], targets=None if target is None else [read_pixels(target)],
             run_dir=self.run_dir, names=[self.source], axes=self.axes, callback=self._relay, stop=self.stop,
+            init=self.init,
         )  # fmt: skip
         self.engine.start()
         return self._after_step()
