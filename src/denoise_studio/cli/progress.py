@@ -21,7 +21,7 @@ class ProgressPrinter:
         self._last = 0.0
 
     def __call__(self, event: ProgressEvent) -> None:
-        if event.kind == "state":
+        if event.kind in ("state", "notice"):
             # A pipeline's state change (autoStructN2V): its message says what happens now.
             if event.message:
                 self._line(f"[{event.stage}] {event.message}")

@@ -121,6 +121,8 @@ class StateEvent:
     stage: str
     state: RunState
     message: str = ""
+    #: "state"; "notice" for something the user should know that changes no state (e.g. a batch
+    #: halved after running out of memory).
     kind: str = "state"
     #: Where a sequence of steps stands (many files: file ``step`` of ``steps`` starts or ended); 0: none.
     step: int = 0

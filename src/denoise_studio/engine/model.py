@@ -240,6 +240,8 @@ class TrainedModel:
         if self.stage_networks:
             # Stage 2 learns on a different blind-spot layout: its loss cannot be compared with stage 1's.
             rows[-1] = (f"Best val loss ({_final_stage(self)})", _format_loss(self.best_val_loss))
+        if self.summary.get("memory_notes"):
+            rows.append(("Memory", str(self.summary["memory_notes"][-1])))
         if self.summary.get("initialized_from"):
             rows.append(("Continued from", str(self.summary["initialized_from"])))
         if self.stop_reason:

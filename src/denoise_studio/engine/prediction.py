@@ -10,6 +10,7 @@ test-time augmentation keeps the same exactness.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -23,10 +24,13 @@ from .data import Normalization, check_depth_for_prediction, normalize_channels,
 from .errors import InputError, PredictionStopped
 from .events import PredictionEvent, ProgressCallback, StopRequest, emit
 from .io import LazyStack, check_values, output_array, write_tiff_stream
+from .memory import is_out_of_memory, release_cached_memory
 from .registry import OUTPUTS
 from .training import autocast_context, memory_format, resolve_device, resolve_precision
 from .unet import DeconvUNet, UNet, prediction_radius
 from .volume import margins_for, predict_volume
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteOutputError(ValueError):
@@ -107,6 +111,43 @@ class Predictor:
         self.transforms = tuple(dict.fromkeys(int(choice) for choice in transforms)) or (0,)
         if any(not 0 <= choice < 8 for choice in self.transforms):
             raise ValueError(f"transforms are dihedral elements 0-7, got {self.transforms}")
+        #: What running out of memory changed (smaller batches, then tiles), in words.
+        self.memory_notes: list[str] = []
+
+    # -- running out of memory -----------------------------------------------------------------
+    def _retrying_smaller(self, predict: Callable[[], np.ndarray]) -> np.ndarray:
+        """``predict()`` a plane or volume; out of memory, halve the batch (then the tile) and predict
+        it again from the start, until it fits or nothing can shrink."""
+        while True:
+            try:
+                return predict()
+            except Exception as err:
+                # A Python MemoryError is the host's arrays, which smaller tiles would not shrink.
+                if isinstance(err, MemoryError) or not is_out_of_memory(err):
+                    raise
+                release_cached_memory()
+                if not self._shrink():
+                    raise MemoryError(
+                        f"out of memory even with one tile of {self.tile_size} px per forward pass; "
+                        "free memory (close other programs) or predict on the CPU"
+                    ) from err
+
+    def _shrink(self) -> bool:
+        """Halve the batch, else the tile (never below one pooling step); False when neither can."""
+        step = self.model.step
+        if self.batch_size > 1:
+            self.batch_size //= 2
+            note = f"out of memory: {self.batch_size} tile(s) per forward pass now"
+        elif self.tile_size > step:
+            self.tile_size = max(step, (self.tile_size // 2) // step * step)
+            if self.dims == 3:
+                self.tile_size_z = max(1, self.tile_size_z // 2)
+            note = f"out of memory: tiles of {self.tile_size} px now"
+        else:
+            return False
+        self.memory_notes.append(note)
+        logger.warning(note)
+        return True
 
     # -- one plane ---------------------------------------------------------------------------
     def predict_normalized_plane(
@@ -144,8 +185,14 @@ class Predictor:
         output by output).
 
         ``on_tiles(done, total)`` is called after each batch of tiles of a plane made of several
-        batches, so that a single large image reports progress too.
+        batches, so that a single large image reports progress too. Out of memory, the plane is
+        predicted again with smaller batches or tiles (see :attr:`memory_notes`).
         """
+        return self._retrying_smaller(lambda: self._plane_outputs(channels, stop, on_tiles))
+
+    def _plane_outputs(
+        self, channels: np.ndarray, stop: StopRequest | None, on_tiles: Callable[[int, int], None] | None
+    ) -> np.ndarray:
         _, height, width = channels.shape
         step, m = self.model.step, self.margin
         extra_y, extra_x = (-height) % step, (-width) % step
@@ -186,17 +233,20 @@ class Predictor:
         on_tiles: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
         """3D mode: every output of one normalised ``(C, Z, Y, X)`` volume, ``(outputs x C_out, Z, Y, X)``,
-        tiled in Z, Y and X with the exact per-axis margins."""
-        tile = (self.tile_size_z, self.tile_size, self.tile_size)
+        tiled in Z, Y and X with the exact per-axis margins (smaller ones out of memory)."""
 
         def forward(tensor: torch.Tensor) -> torch.Tensor:
             return self._forward(tensor.contiguous(memory_format=self.format)).float()
 
-        with autocast_context(self.device, self.precision):
-            return predict_volume(
-                forward, channels, steps=self.model.steps, margins=self.margins, tile=tile,
-                batch_size=self.batch_size, stop=stop, on_tiles=on_tiles, device=self.device,
-            )  # fmt: skip
+        def volume() -> np.ndarray:
+            with autocast_context(self.device, self.precision):
+                return predict_volume(
+                    forward, channels, steps=self.model.steps, margins=self.margins,
+                    tile=(self.tile_size_z, self.tile_size, self.tile_size), batch_size=self.batch_size, stop=stop,
+                    on_tiles=on_tiles, device=self.device,
+                )  # fmt: skip
+
+        return self._retrying_smaller(volume)
 
     # -- images and stacks ---------------------------------------------------------------------
     def predict(

@@ -8,6 +8,7 @@ reports progress through plain :class:`~.events.ProgressEvent` records.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -27,13 +28,16 @@ from .data import (
     network_channels,
     normalize_channels,
 )
-from .events import ProgressCallback, RunState, StopRequest, TrainingEvent, emit
+from .events import ProgressCallback, RunState, StateEvent, StopRequest, TrainingEvent, emit
 from .io import InputError, available_memory
 from .lazy import is_lazy
+from .memory import is_out_of_memory, release_cached_memory
 from .methods import make_method
 from .registry import stop_reason_text
 from .targets import prepare_targets
 from .unet import UNet, build_model
+
+logger = logging.getLogger(__name__)
 
 #: Cosine schedules decay to this fraction of the initial learning rate.
 COSINE_FLOOR = 0.02
@@ -68,9 +72,12 @@ class TrainingResult:
     #: One normalisation per image channel (the first is ``normalization``), and of the targets'.
     channel_normalizations: list[Normalization] = field(default_factory=list)
     target_channel_normalizations: list[Normalization] | None = None
+    #: What running out of memory changed (a smaller batch), in words.
+    memory_notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        return {
+        notes = {"memory_notes": list(self.memory_notes)} if self.memory_notes else {}
+        return notes | {
             "best_val_loss": self.best_val_loss,
             "best_epoch": self.best_epoch,
             "stop_reason": self.stop_reason,
@@ -190,6 +197,8 @@ class _Loop:
     epochs_without_gain: int = 0
     patches_seen: int = 0
     last_checkpoint: float = -math.inf
+    #: Patches per optimiser step: the config's, halved each time the device runs out of memory.
+    batch_size: int = 0
 
 
 class Trainer:
@@ -307,6 +316,7 @@ class Trainer:
             best_state=copy.deepcopy(model.state_dict()),
             steps_per_epoch=steps_per_epoch,
             total_steps=steps_per_epoch * cfg.training.epochs,
+            batch_size=cfg.training.batch_size,
         )
 
     def _emit_started(self, loop: _Loop) -> None:
@@ -334,11 +344,29 @@ class Trainer:
                 break
             if cfg.training.lr_schedule == "cosine":
                 self._set_cosine_lr(loop.optimizer, result.steps, loop.total_steps, elapsed)
-            losses.append(self._step(loop, patches))
+            losses.append(self._step_within_memory(loop, patches))
             result.steps += 1
-            loop.patches_seen += patches.shape[0]
+            loop.patches_seen += min(patches.shape[0], loop.batch_size)
             emit(self.callback, self._event("batch", epoch, index, loop.steps_per_epoch, losses[-1], loop))
         return losses
+
+    def _step_within_memory(self, loop: _Loop, patches: np.ndarray) -> float:
+        """One step on the first ``loop.batch_size`` patches; out of memory, halve the batch for the
+        rest of the run, say so, and take the step again."""
+        while True:
+            try:
+                return self._step(loop, patches[: loop.batch_size])
+            except Exception as err:
+                # A Python MemoryError is the host's arrays, which a smaller batch would not shrink.
+                if isinstance(err, MemoryError) or not is_out_of_memory(err) or loop.batch_size <= 1:
+                    raise
+                loop.optimizer.zero_grad(set_to_none=True)
+                release_cached_memory()
+                loop.batch_size = max(1, min(loop.batch_size, patches.shape[0]) // 2)
+                note = f"out of memory: batch size halved to {loop.batch_size}; training goes on"
+                loop.result.memory_notes.append(note)
+                logger.warning(note)
+                emit(self.callback, StateEvent(self.stage, RunState.TRAINING, note, kind="notice"))
 
     def _step(self, loop: _Loop, patches: np.ndarray) -> float:
         batch = self.method.make_batch(patches, loop.generator)

@@ -335,6 +335,7 @@ class TrainingDock(StudioDock):
         self._run_links.connect(run.progress, self._on_progress)
         self._run_links.connect(run.state_changed, self._show_state)
         self._run_links.connect(run.phase_changed, self._on_phase)
+        self._run_links.connect(run.notice, self._on_notice)
 
     def data_problem(self) -> str:
         """Why the chosen data cannot be trained on ("" when it can): the cheap checks of the Method dock's
@@ -416,6 +417,13 @@ class TrainingDock(StudioDock):
         if panel is not None:
             panel.update_from(event)
             self.activity.setText("")
+
+    def _on_notice(self, message: str) -> None:
+        # The notice line stays while the run goes on (the activity line is rewritten every batch);
+        # afterwards the model card keeps it.
+        self.notice.setText(message)
+        self.notice.show()
+        show_info(f"Training: {message}")
 
     def _on_busy(self, active: bool) -> None:
         self.stop_button.setEnabled(active and self.run is not None and self.run.active)

@@ -61,6 +61,8 @@ class TrainingRun(QObject):
     phase_changed = Signal(str, str, str)
     #: The extraction to review (first time and after each regeneration).
     review_requested = Signal(object)
+    #: Something the user should know that changes no state (out of memory: the batch was halved).
+    notice = Signal(str)
 
     def __init__(self, session: Session, source: str, image, target=None, init: TrainedModel | None = None):
         """``image`` and ``target`` (the raw paired image of Noise2Noise, CARE) are the layers' arrays as
@@ -328,6 +330,9 @@ class TrainingRun(QObject):
 
     # -- events from the engine --------------------------------------------------------------------------------
     def _on_event(self, event: ProgressEvent) -> None:
+        if event.kind == "notice":
+            self.notice.emit(event.message)
+            return
         if event.kind == "state":
             if event.stage == AutoStructState.EXTRACTING.value:
                 self._phase("extraction", TRAINING, event.message)
