@@ -24,6 +24,7 @@ from .engine.assessment import assess as _assess
 from .engine.batch import BatchResult
 from .engine.batch import predict_files as _predict_files
 from .engine.bigdata import fits_in_memory
+from .engine.bmz import is_bmz_zip, read_bmz
 from .engine.config import (
     AutoStructConfig,
     ConfigError,
@@ -35,7 +36,7 @@ from .engine.config import (
 from .engine.config import make_config as _make_single_config
 from .engine.data import check_stack_for_mode
 from .engine.events import ProgressCallback, StopRequest
-from .engine.io import InputError, peek_image, read_image_meta, single_channel_stack
+from .engine.io import InputError, load_image, peek_image, read_image_meta, single_channel_stack
 from .engine.lazy import open_for_training
 from .engine.mask_extraction import MaskExtractionResult
 from .engine.model import STAGE1, TrainedModel
@@ -172,8 +173,10 @@ def train(
 
 
 def load_model(path: str | os.PathLike, weights: str | os.PathLike | None = None) -> TrainedModel:
-    """A trained model from its run folder (or config.json), any method; ``weights`` picks another
-    weights file for the final network."""
+    """A trained model from its run folder (or config.json), any method, or from a BioImage Model Zoo
+    zip this package exported; ``weights`` picks another weights file for the final network."""
+    if weights is None and is_bmz_zip(path):
+        return read_bmz(path)
     return _load_model(path, weights)
 
 
@@ -346,3 +349,36 @@ def fit_noise_model(
         read(frames, "calibration frames"), read(dark, "dark frames"), noisy=read(noisy, "noisy image"),
         denoised=read(denoised, "denoised image"),
     )  # fmt: skip
+
+
+def export_bmz(
+    model: TrainedModel | str | os.PathLike,
+    target: str | os.PathLike,
+    image: ImageInput,
+    *,
+    name: str | None = None,
+    description: str = "",
+    authors: Sequence[str] = (),
+    license: str = "CC-BY-4.0",
+    citations: Sequence[tuple[str, str]] = (),
+    overwrite: bool = False,
+) -> Path:
+    """Export a 2D or 2.5D single-channel model (or its run folder) as a BioImage Model Zoo zip that
+    deepImageJ, Icy and bioimageio.core run without this package.
+
+    ``image``: an image of the kind the model denoises (a ``(Y, X)`` plane; a ``(Z, Y, X)`` stack for
+    2.5D); its centre becomes the package's test image and cover. ``citations`` are (text, DOI) pairs
+    added to the method's paper. bioimageio.core's test must pass before ``target`` is written
+    (atomically); ``load_model``/``predict`` take the zip back. Needs the ``bmz`` extra.
+    """
+    from .engine.bmz import BmzMetadata
+    from .engine.bmz import export_bmz as _export
+
+    if not isinstance(model, TrainedModel):
+        model = load_model(model)
+    pixels = load_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
+    metadata = BmzMetadata(
+        name=name or f"{model.title} denoiser", description=description, authors=list(authors), license=license,
+        citations=list(citations),
+    )  # fmt: skip
+    return _export(model, target, pixels, metadata, overwrite=overwrite)

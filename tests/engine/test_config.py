@@ -32,7 +32,8 @@ def test_presets_differ():
     fast, balanced, quality = (make_config(preset=p) for p in PRESETS)
     assert fast.training.max_time is not None  # the fast preset is time-bounded
     assert balanced.model.depth == 4 and balanced.model.base_features == 64
-    assert quality.data.patch_size > fast.data.patch_size
+    # High Quality: the Fast recipe with a deeper network over a longer budget.
+    assert quality.training.max_time > fast.training.max_time and quality.model.depth > fast.model.depth
 
 
 def test_balanced_follows_the_published_module_defaults():

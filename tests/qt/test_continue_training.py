@@ -47,3 +47,19 @@ def test_an_autostruct_method_cannot_continue(studio, qtbot, synchronous):
     assert "choose N2V or N2V2" in widget.training.continue_button.toolTip()
     assert not widget.training.continue_training()
     assert "choose N2V or N2V2" in widget.training.notice.text()
+
+
+def test_the_starter_model_imports_with_one_click_and_processes_a_layer(studio, qtbot, synchronous):
+    import tifffile
+
+    from denoise_studio.samples import sample_path
+
+    viewer, widget = studio
+    viewer.add_image(tifffile.imread(sample_path("fmd_fish_confocal_noisy.tif")), name="confocal noisy")
+    click(qtbot, widget.method.starter_button)
+    model = widget.session.model
+    assert model is not None and model.imported and "starter_model" in str(model.run_dir)
+    assert "Imported Noise2Void 2D" in widget.method.import_status.text()
+    widget.results.layer_combo.setCurrentText("confocal noisy")
+    click(qtbot, widget.results.process_button)
+    assert viewer.layers["confocal noisy denoised (Noise2Void)"].data.shape == (512, 512)

@@ -16,7 +16,7 @@ def test_manifest_is_valid_and_lists_the_docks():
     manifest = PluginManifest.from_distribution(PLUGIN)
     names = [widget.display_name for widget in manifest.contributions.widgets]
     assert names == list(WIDGETS)
-    assert {sample.key for sample in manifest.contributions.sample_data} == {"confocal", "stem", "timelapse"}
+    assert {sample.key for sample in manifest.contributions.sample_data} == {"confocal", "starter", "stem", "timelapse"}
 
 
 @pytest.mark.parametrize("name", WIDGETS)

@@ -47,3 +47,35 @@ def test_process_a_folder_of_images_with_tta(studio, qtbot, workspace, tmp_path,
     results.folder_edit.setText(str(tmp_path / "nowhere"))
     assert not results.process()
     assert "no such folder" in results.process_status.text()
+
+
+def test_export_to_the_bioimage_model_zoo_from_the_results_dock(studio, qtbot, workspace, tmp_path, synchronous):
+    import zipfile
+
+    import pytest
+
+    pytest.importorskip("bioimageio.core", reason="BioImage Model Zoo export needs bioimageio.core")
+    from denoise_studio._qt.widgets.bmz_dialog import BmzExportDialog
+
+    viewer, widget = studio
+    viewer.add_image(noisy_image((64, 64)), name="noisy")
+    set_fields(widget.configure, TINY)
+    assert widget.training.start()
+    results = widget.results
+    assert results.bmz_button.isEnabled()
+    dialog = BmzExportDialog(widget.session.model, ["noisy"], tmp_path)
+    dialog.authors.setText("Ada Lovelace, Alan Turing")
+    dialog.citation.setText("no doi here")
+    try:
+        dialog.request()
+    except ValueError as err:
+        assert "TEXT|DOI" in str(err)
+    dialog.citation.setText("Me et al. 2026|10.1234/abcd")
+    request = dialog.request()
+    assert request.authors == ["Ada Lovelace", "Alan Turing"] and request.target.parent == tmp_path
+    assert results.export_bmz(request)
+    assert "bioimageio.core's test passed" in results.bmz_status.text()
+    rdf = zipfile.ZipFile(request.target).read("rdf.yaml").decode()
+    assert "Ada Lovelace" in rdf and "10.1234/abcd" in rdf
+    assert not results.export_bmz(request)  # never over an existing file
+    assert "already exists" in results.bmz_status.text()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from ..engine.bmz import BmzError
 from ..engine.errors import ConfigError, PipelineStateError
 from ..engine.io import InputError
 from ..engine.persistence import ModelFileError, RunFolderError
@@ -19,7 +20,7 @@ EXIT_BAD_INPUT = 2
 #: Errors whose message is written for the user: one line, exit status 2.
 USER_ERRORS = (
     InputError, ConfigError, ModelFileError, RunFolderError, UsageError, PipelineStateError, NonFiniteOutputError,
-    FileExistsError,
+    FileExistsError, BmzError,
 )  # fmt: skip
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_STOPPED", "UsageError", "build_parser", "main"]

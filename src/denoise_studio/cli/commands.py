@@ -21,14 +21,25 @@ from ..engine.io import InputError, load_image, read_image_meta, write_tiff
 from ..engine.outputs import output_path, predict_and_write, predict_file_to, wanted_outputs
 from ..engine.persistence import save_mask
 from ..engine.registry import METHODS
+from ..samples import starter_model_path
 from .progress import ProgressPrinter, StopOnSignals
 from .review import parse_extractor, print_extraction, terminal_review
 
 EXIT_STOPPED = 130
+#: The model name that means the bundled starter model.
+STARTER_NAME = "starter"
 
 
 class UsageError(Exception):
     """A command-line problem the user can fix (existing output, missing file...)."""
+
+
+def load_named_model(name: str) -> api.TrainedModel:
+    """A run folder (or its config.json); ``starter`` is the bundled starter model unless a folder of
+    that name exists here."""
+    if name == STARTER_NAME and not Path(name).exists():
+        return api.load_model(starter_model_path())
+    return api.load_model(name)
 
 
 def _interactive() -> bool:
@@ -102,7 +113,7 @@ def _init_model(args: argparse.Namespace, pipeline: bool) -> api.TrainedModel | 
         return None
     if pipeline:
         raise UsageError("--init: autostructn2v trains both of its networks from scratch; continue with n2v or n2v2")
-    init = api.load_model(args.init)
+    init = load_named_model(args.init)
     if args.mode is not None and args.mode != init.mode:
         raise UsageError(f"--mode {args.mode}: the model of --init is {init.mode}; its network keeps its mode")
     network_fields = set(ModelConfig.model_fields)
@@ -213,7 +224,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     reference = load_image(args.reference) if args.reference else None
     noise_model = None
     if args.model:
-        model = api.load_model(args.model)
+        model = load_named_model(args.model)
         if model.channels > 1:
             raise UsageError(f"--model {args.model}: compare takes one channel; this model has {model.channels}")
         noise_model = model.noise_model
@@ -287,7 +298,7 @@ def cmd_mask(args: argparse.Namespace) -> int:
             out = out.with_name(out.name + ".npy")  # numpy would add it anyway: check the file really written
         _refuse_input_as_output(out, [args.input])
         _confirm_overwrite(out, args.force)
-    model = api.load_model(args.model)
+    model = load_named_model(args.model)
     params = parse_extractor(" ".join(args.set or []), api.MaskExtractorConfig())
     result = api.extract_mask(model, load_image(args.input), params, device=args.device)
     print_extraction(result)
@@ -297,7 +308,7 @@ def cmd_mask(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    model = api.load_model(args.model)
+    model = load_named_model(args.model)
     if args.output == "deconvolved" and not model.deconvolving:
         raise UsageError("--output deconvolved needs a DecoNoising model (trained with --deconv-psf)")
     options = dict(
@@ -339,6 +350,25 @@ def _predict_many(model: api.TrainedModel, args: argparse.Namespace, options: di
     if result.stopped:
         return EXIT_STOPPED
     return 1 if result.failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    citations = []
+    for item in args.cite:
+        text, sep, doi = item.rpartition("|")
+        if not sep or not text.strip() or not doi.strip():
+            raise UsageError(f"--cite {item!r}: expected 'TEXT|DOI', e.g. 'Me et al. 2026|10.1234/abcd'")
+        citations.append((text.strip(), doi.strip()))
+    model = load_named_model(args.model)
+    target = Path(args.bmz)
+    _refuse_input_as_output(target, [args.image])
+    overwrite = _confirm_overwrite(target, args.force)
+    path = api.export_bmz(
+        model, target, args.image, name=args.name, description=args.description, authors=args.author,
+        license=args.license, citations=citations, overwrite=overwrite,
+    )  # fmt: skip
+    print(f"BioImage Model Zoo package (bioimageio.core's test passed): {path}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -7,7 +7,17 @@ import argparse
 from .. import __version__
 from ..engine.io import OUTPUT_DTYPES
 from ..engine.registry import METHODS, MODES, OUTPUTS, PRESETS
-from .commands import cmd_assess, cmd_compare, cmd_demo, cmd_filter, cmd_gui, cmd_mask, cmd_predict, cmd_train
+from .commands import (
+    cmd_assess,
+    cmd_compare,
+    cmd_demo,
+    cmd_export,
+    cmd_filter,
+    cmd_gui,
+    cmd_mask,
+    cmd_predict,
+    cmd_train,
+)
 
 
 def _positive_int(text: str) -> int:
@@ -22,6 +32,7 @@ AXES_HELP = (
     "what each dimension is, letters of STCZYX (samples, time, channels, depth, Y, X), e.g. CZYX; "
     "default: the file's own axes (OME-TIFF, ImageJ), else YX or ZYX"
 )
+MODEL_HELP = "run directory (or its config.json); 'starter': the bundled starter model (N2V, confocal)"
 DTYPE_HELP = "type of the output: float32, or input (the input's type, rounded and clipped)"
 
 
@@ -82,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--init", metavar="RUN_DIR",
-        help="continue or fine-tune this trained model: its weights are the start, its network (mode, U-Net) is "
-        "kept, and so is its normalisation unless --renormalize",
+        help="continue or fine-tune this trained model ('starter': the bundled one): its weights are the start, "
+        "its network (mode, U-Net) is kept, and so is its normalisation unless --renormalize",
     )  # fmt: skip
     p.add_argument("--renormalize", action="store_true", help="with --init: fit the new images' normalisation")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
@@ -92,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict", help="apply a trained model to images or stacks (streamed to disk), one file or many"
     )
-    p.add_argument("model", help="run directory (or its config.json)")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument(
         "inputs", nargs="+", metavar="input",
         help="TIFF/PNG/OME-Zarr images; several files, folders (their image files) and quoted glob patterns "
@@ -140,6 +151,26 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export", help="export a trained model as a BioImage Model Zoo zip (deepImageJ, Icy, bioimageio.core)"
+    )
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--bmz", required=True, metavar="OUT.zip", help="the package to write")
+    p.add_argument(
+        "--image", required=True,
+        help="an image of the kind the model denoises (a stack for 2.5D): its centre becomes the test image and cover",
+    )  # fmt: skip
+    p.add_argument("--name", help="the model's name (default: its method and mode)")
+    p.add_argument("--description", default="", help="one or two sentences: what it denoises")
+    p.add_argument("--author", action="append", default=[], help="an author's name (repeat for several)")
+    p.add_argument("--license", default="CC-BY-4.0", help="SPDX licence id of the package (default CC-BY-4.0)")
+    p.add_argument(
+        "--cite", action="append", default=[], metavar="TEXT|DOI",
+        help="a citation to add (the method's paper is always cited), e.g. 'Me et al. 2026|10.1234/abcd'",
+    )  # fmt: skip
+    p.add_argument("--force", action="store_true", help="overwrite an existing zip")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("filter", help="apply a classical filter (gaussian, median, box, box3d, nlm)")
     p.add_argument("input")

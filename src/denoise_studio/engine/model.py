@@ -259,6 +259,8 @@ class TrainedModel:
             rows.append(("Mask", f"{int(self.mask.sum())} px, {' x '.join(str(s) for s in self.mask.shape)}"))
         if self.run_dir is not None:
             rows.append(("Folder", str(self.run_dir)))
+        elif self.summary.get("bmz_package"):
+            rows.append(("Package", str(self.summary["bmz_package"])))
         return rows
 
 

@@ -32,6 +32,7 @@ from ...engine.config import DeconvConfig, SupervisedConfig
 from ...engine.io import InputError, read_image_meta
 from ...engine.persistence import ModelFileError
 from ...engine.registry import DECONVOLUTION_METHODS, METHODS, MODES, TARGET_METHODS
+from ...samples import starter_model_path
 from ..state.session import Session, unique_layer_name
 from .binding import ConfigBinding
 from .dock import StudioDock
@@ -252,8 +253,15 @@ class MethodDock(StudioDock):
         self.folder_button.clicked.connect(self._choose_folder)
         self.json_button = QPushButton("config.json + weights…")
         self.json_button.clicked.connect(self._choose_json)
+        self.starter_button = QPushButton("Starter model")
+        self.starter_button.setToolTip(
+            "The bundled N2V model trained on the noisy confocal sample: denoise confocal images at once, "
+            "offline, or continue training it on your own data."
+        )
+        self.starter_button.clicked.connect(lambda: self.import_model(starter_model_path()))
         row.addWidget(self.folder_button)
         row.addWidget(self.json_button)
+        row.addWidget(self.starter_button)
         layout.addLayout(row)
         self.import_status = QLabel("No model imported yet.")
         self.import_status.setWordWrap(True)

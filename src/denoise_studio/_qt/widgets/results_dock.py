@@ -22,14 +22,16 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ...api import export_bmz
 from ...engine.batch import BatchResult
 from ...engine.events import ProgressEvent, StateEvent
 from ...engine.io import InputError
 from ...engine.model import TrainedModel
 from ...engine.prediction import PredictionStopped
-from ..state.session import Session
+from ..state.session import Session, read_pixels
 from ..workers.inference import Prediction, add_result_layers, predict_file, predict_folder, predict_image
 from ..workers.worker import EngineJob, Outcome, guarded
+from .bmz_dialog import BmzExportDialog, BmzExportRequest
 from .dock import StudioDock
 from .quality_panel import QualityPanel
 from .side_by_side import SideBySide
@@ -51,10 +53,19 @@ class ResultsDock(StudioDock):
         self._job_axes: str | None = None
         #: Processing a folder: (file, files) of the file in progress; None otherwise.
         self._files: tuple[int, int] | None = None
+        self._bmz_job: EngineJob | None = None
 
         # -- model card --
         self.card = QGroupBox("Model")
         self.card_layout = QFormLayout(self.card)
+        self.bmz_button = QPushButton("Export to BioImage Model Zoo…")
+        self.bmz_button.setToolTip(
+            "A zip that deepImageJ (Fiji), Icy and bioimageio.core run without this plugin; bioimageio.core's own "
+            "test must pass before it is written."
+        )
+        self.bmz_button.clicked.connect(self.open_bmz_dialog)
+        self.bmz_status = QLabel()
+        self.bmz_status.setWordWrap(True)
 
         # -- side by side --
         view_box = QGroupBox("Compare")
@@ -149,7 +160,7 @@ class ResultsDock(StudioDock):
         workspace_layout.addWidget(change)
 
         layout = QVBoxLayout(self)
-        for widget in (self.card, view_box, process_box, self.quality, workspace_box):
+        for widget in (self.card, self.bmz_button, self.bmz_status, view_box, process_box, self.quality, workspace_box):
             layout.addWidget(widget)
         layout.addStretch(1)
 
@@ -213,6 +224,7 @@ class ResultsDock(StudioDock):
     def _update_buttons(self) -> None:
         running = self.job is not None or self.quality.job is not None  # cleared when the job's outcome arrives
         self.process_button.setEnabled(self.session.model is not None and not running)
+        self.bmz_button.setEnabled(self.session.model is not None and not running)
         self.stop_button.setEnabled(self.job is not None)
         self.open_button.setEnabled(self.session.comparison is not None)
 
@@ -376,6 +388,65 @@ class ResultsDock(StudioDock):
         self._status(f"Not started: {reason}", ok=False)
         show_info(f"Process Data: {reason}")
         return False
+
+    # -- BioImage Model Zoo ---------------------------------------------------------------------------------------
+    def open_bmz_dialog(self) -> bool:
+        model = self.session.model
+        if model is None:
+            return False
+        layers = [layer.name for layer in self.session.image_layers()]
+        dialog = BmzExportDialog(model, layers, self.session.workspace / "exports", self)
+        if dialog.exec() != BmzExportDialog.DialogCode.Accepted:
+            return False
+        try:
+            request = dialog.request()
+        except ValueError as err:
+            return self._bmz_done(str(err), ok=False)
+        return self.export_bmz(request)
+
+    def export_bmz(self, request: BmzExportRequest) -> bool:
+        """Export the current model with ``request``'s metadata, in the background; False (and why) if not."""
+        model = self.session.model
+        if model is None:
+            return self._bmz_done("no model to export", ok=False)
+        if request.target.exists():
+            return self._bmz_done(f"{request.target} already exists; choose another file", ok=False)
+        if request.layer not in self.viewer.layers:
+            return self._bmz_done("choose an image layer for the test image", ok=False)
+        image = self.session.layer_array(request.layer)
+
+        def call(_callback, _stop):
+            request.target.parent.mkdir(parents=True, exist_ok=True)
+            return export_bmz(
+                model, request.target, read_pixels(image), name=request.name, description=request.description,
+                authors=request.authors, license=request.license, citations=request.citations,
+            )  # fmt: skip
+
+        reason = self.session.busy_reason()
+        if reason:
+            return self._bmz_done(reason, ok=False)
+        self.bmz_status.setStyleSheet("")
+        self.bmz_status.setText("Exporting and testing the package with bioimageio.core…")
+        job = EngineJob("BioImage Model Zoo export", call)
+        self._bmz_job = job
+        on_done = guarded(self._on_bmz_done, lambda message: self._bmz_done(f"Failed: {message}", ok=False))
+        reason = self.session.run_job(job, "exporting the model", on_done)
+        if reason:
+            self._bmz_job = None
+            return self._bmz_done(reason, ok=False)
+        return True
+
+    def _on_bmz_done(self, outcome: Outcome) -> None:
+        self._bmz_job = None
+        if outcome.ok:
+            self._bmz_done(f"Exported {outcome.value} (bioimageio.core's test passed).", ok=True)
+        else:
+            self._bmz_done(f"Not exported: {outcome.message}", ok=False)
+
+    def _bmz_done(self, text: str, ok: bool) -> bool:
+        self.bmz_status.setText(text)
+        self.bmz_status.setStyleSheet("color: #30a46c;" if ok else "color: #e5484d;")
+        return ok
 
     # -- workspace -----------------------------------------------------------------------------------------------
     def _choose_workspace(self) -> None:
