@@ -168,6 +168,8 @@ class Session:
         # The chosen layers are held by reference, so a renamed layer stays chosen; a deleted one is
         # forgotten, never silently replaced by another layer.
         self._source = None
+        #: More layers to train on with the chosen one (held by reference, like it).
+        self._extra: list = []
         #: The paired image of Noise2Noise / CARE (a second noisy, or a clean acquisition).
         self._target = None
         #: The axes of the chosen input layer (and its target), e.g. "CYX"; "" = guessed from its shape
@@ -264,6 +266,16 @@ class Session:
             self.axes_changed.emit(self.axes)
         self.data_changed.emit()
 
+    @property
+    def extra_layers(self) -> list[str]:
+        """The other layers trained on with the chosen one (never the chosen one itself)."""
+        return [layer.name for layer in self._extra if self._alive(layer) and layer is not self._source]
+
+    def set_extra_layers(self, names: list[str]) -> None:
+        """Train on these layers too (each with its own axes: its file's, or the guess)."""
+        self._extra = [layer for layer in (self._find(name) for name in names) if layer is not None]
+        self.data_changed.emit()
+
     def set_axes(self, axes: str) -> None:
         """The axes of the chosen layer as the user typed them ("" = guess); checked by the data status."""
         axes = axes.strip().upper()
@@ -316,6 +328,8 @@ class Session:
         changed = False
         if layer is self._source:
             self._source, self.lost_source, changed = None, layer.name, True
+        if layer in self._extra:
+            self._extra, changed = [extra for extra in self._extra if extra is not layer], True
         if layer is self._target:
             self._target, changed = None, True
         if changed:
@@ -394,7 +408,7 @@ class Session:
         checked at Start, in the worker)."""
         data = self.layer_array(name)
         label = f"layer {name!r}"
-        layout = layout_for(data.shape, data.dtype, self.axes or None, name=label)
+        layout = layout_for(data.shape, data.dtype, self.axes_for(name), name=label)
         check_layout_for_mode(layout.canonical_shape[2:], data.dtype, self.mode, name=label)
         return layout
 
@@ -407,6 +421,19 @@ class Session:
         self._checked_layout(self.source_layer)
         return self.source_layer, self.layer_array(self.source_layer)
 
+    def extra_training_data(self) -> list[tuple[str, object, str | None]]:
+        """(name, array, axes) of every other layer to train on, each checked like the chosen one
+        (cheap: shape and type). A paired method takes one image and its target, so none then."""
+        extra = self.extra_layers
+        if extra and self.method in TARGET_METHODS:
+            raise InputError(
+                f"{METHODS[self.method].label} trains on one image and its target; clear 'Also train on' "
+                "or choose a method that learns from noisy images alone"
+            )
+        for name in extra:
+            self._checked_layout(name)
+        return [(name, self.layer_array(name), self.axes_for(name)) for name in extra]
+
     def data_status(self) -> tuple[bool, str]:
         """(ready, message) for the chosen training data (cheap: shape and type only)."""
         if not self.source_layer:
@@ -415,9 +442,12 @@ class Session:
             return False, "choose an image layer to train on, or open a TIFF file"
         try:
             layout = self._checked_layout(self.source_layer)
+            self.extra_training_data()
         except InputError as err:
             return False, str(err)
-        return True, f"{self.source_layer}: {describe_layout(layout)}, ready for {mode_label(self.mode)} training"
+        more = f" (and {len(self.extra_layers)} more layer{'s' if len(self.extra_layers) > 1 else ''})"
+        more = more if self.extra_layers else ""
+        return True, f"{self.source_layer}{more}: {describe_layout(layout)}, ready for {mode_label(self.mode)} training"
 
     # -- models ---------------------------------------------------------------------------------
     def new_training_id(self) -> str:

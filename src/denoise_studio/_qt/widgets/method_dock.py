@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -20,12 +21,15 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
     QRadioButton,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from ...engine.axes import ImageMeta, layout_for
 from ...engine.config import DeconvConfig, SupervisedConfig
@@ -174,6 +178,16 @@ class MethodDock(StudioDock):
         self.axes_edit.textEdited.connect(self.session.set_axes)
         axes_row.addWidget(self.axes_edit, 1)
         layout.addLayout(axes_row)
+        self.extra_list = QListWidget()
+        self.extra_list.setToolTip(
+            "More noisy images of the same kind to train one model on (each with its own axes). Only the "
+            "image layer above is denoised afterwards; process the others in Results and Inference."
+        )
+        self.extra_list.setMaximumHeight(90)
+        self.extra_list.itemChanged.connect(self._on_extra_changed)
+        self.extra_section = QCollapsible("Also train on")
+        self.extra_section.addWidget(self.extra_list)
+        layout.addWidget(self.extra_section)
         self.data_status = QLabel()
         self.data_status.setWordWrap(True)
         layout.addWidget(self.data_status)
@@ -284,6 +298,30 @@ class MethodDock(StudioDock):
     def _refresh_layers(self, _event=None) -> None:
         self._refresh_source_layers()
         self._refresh_target_layers()
+        self._refresh_extra_layers()
+
+    def _refresh_extra_layers(self) -> None:
+        """Every image layer but the chosen one, checked when it is trained on too."""
+        chosen = set(self.session.extra_layers)
+        self.extra_list.blockSignals(True)
+        self.extra_list.clear()
+        for name in self._layer_names():
+            if name == self.session.source_layer:
+                continue
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if name in chosen else Qt.CheckState.Unchecked)
+            self.extra_list.addItem(item)
+        self.extra_list.blockSignals(False)
+
+    def set_extra_layers(self, names: list[str]) -> None:
+        """Check ``names`` in 'Also train on' (and train on them)."""
+        self.session.set_extra_layers(names)
+        self._refresh_extra_layers()
+
+    def _on_extra_changed(self, _item=None) -> None:
+        items = [self.extra_list.item(row) for row in range(self.extra_list.count())]
+        self.session.set_extra_layers([item.text() for item in items if item.checkState() == Qt.CheckState.Checked])
 
     def _refresh_source_layers(self) -> None:
         names = self._layer_names()
@@ -333,11 +371,19 @@ class MethodDock(StudioDock):
     def _on_layer_chosen(self, name: str) -> None:
         if name and name != self.session.source_layer:
             self.session.set_source_layer(name)
+            self._refresh_extra_layers()
 
     def _choose_tiff(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a noisy TIFF", "", "TIFF images (*.tif *.tiff)")
-        if path:
-            self.open_tiff(path)
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open noisy TIFFs", "", "TIFF images (*.tif *.tiff)")
+        self.open_tiffs(paths)
+
+    def open_tiffs(self, paths: list[str | Path]) -> list[str]:
+        """Open each file as a layer: the first is trained on (and denoised), the others are trained on too."""
+        names = [name for name in (self.open_tiff(path) for path in paths) if name]
+        if len(names) > 1:
+            self.select_layer(names[0])
+            self.set_extra_layers(names[1:])
+        return names
 
     def open_tiff(self, path: str | Path) -> str | None:
         """Read a TIFF into a new layer and train on it; returns the layer name (None on failure).

@@ -309,7 +309,8 @@ class TrainingDock(StudioDock):
                 source, image = session.training_data()
                 # A missing target refuses the start here; its alignment is checked in the job.
                 found = session.target_data()
-                run = TrainingRun(session, source, image, None if found is None else found[1], init=init)
+                extra = session.extra_training_data()
+                run = TrainingRun(session, source, image, None if found is None else found[1], init=init, extra=extra)
             except (InputError, ConfigError) as err:
                 reason = str(err)
         if reason:

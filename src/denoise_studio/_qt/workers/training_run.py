@@ -64,11 +64,14 @@ class TrainingRun(QObject):
     #: Something the user should know that changes no state (out of memory: the batch was halved).
     notice = Signal(str)
 
-    def __init__(self, session: Session, source: str, image, target=None, init: TrainedModel | None = None):
+    def __init__(
+        self, session: Session, source: str, image, target=None, init: TrainedModel | None = None, extra=()
+    ):
         """``image`` and ``target`` (the raw paired image of Noise2Noise, CARE) are the layers' arrays as
         they hold them: a lazy (dask, zarr) layer is read in the first job, never on the GUI thread; the
         target is checked and aligned there too. Both have the session's axes. ``init``: continue training
-        this model (its network and normalisation, the session's other settings)."""
+        this model (its network and normalisation, the session's other settings). ``extra``: (name, array,
+        axes) of more layers to train on; only the first image is denoised afterwards."""
         super().__init__()
         self.session = session
         self.init = init
@@ -84,6 +87,7 @@ class TrainingRun(QObject):
         self.meta = session.layer_meta(source, self.axes)
         self.image = image
         self._target = target
+        self._extra = list(extra)
         self.training_id = session.new_training_id()
         self.run_dir = session.models_dir(self.training_id)
         self.results_dir = session.results_dir(self.training_id)
@@ -161,10 +165,12 @@ class TrainingRun(QObject):
         # Worker thread: a lazy layer is read once here, for the training and for its denoised result.
         self.image = read_pixels(self.image)
         target, self._target = self._target, None
+        extra, self._extra = self._extra, []
+        images = [self.image, *(read_pixels(array) for _name, array, _axes in extra)]
         self.engine = EngineRun(
-            self.config, [self.image], targets=None if target is None else [read_pixels(target)],
-            run_dir=self.run_dir, names=[self.source], axes=self.axes, callback=self._relay, stop=self.stop,
-            init=self.init,
+            self.config, images, targets=None if target is None else [read_pixels(target)],
+            run_dir=self.run_dir, names=[self.source, *(name for name, _, _ in extra)],
+            axes=[self.axes, *(axes for _, _, axes in extra)], callback=self._relay, stop=self.stop, init=self.init,
         )  # fmt: skip
         self.engine.start()
         return self._after_step()
