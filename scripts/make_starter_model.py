@@ -27,7 +27,7 @@ EPOCHS = 200
 def main() -> int:
     noisy = tifffile.imread(sample_path("fmd_fish_confocal_noisy.tif"))
     # A fixed number of steps, not the preset's time budget: the same model on any machine, however busy.
-    config = ds.make_config("n2v", "2d", "fast", seed=0, device="cpu", max_time=None, epochs=EPOCHS)
+    config = ds.make_config("n2v", "2d", "fast", seed=0, max_time=None, epochs=EPOCHS)
     with tempfile.TemporaryDirectory() as work:
         run = ds.train(noisy, config, run_dir=Path(work) / "run", names=["fmd_fish_confocal_noisy.tif"])
         if run.model is None:

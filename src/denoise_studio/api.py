@@ -208,7 +208,7 @@ def predict_file(
     scheduler: str | None = None,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> Path:
     """Denoise an image file into ``target`` atomically, with the input's axes, pixel sizes and channel
     names: OME-TIFF (``.tif``/``.tiff``) or OME-Zarr with a pyramid (``.zarr``).
@@ -376,7 +376,8 @@ def export_bmz(
 
     if not isinstance(model, TrainedModel):
         model = load_model(model)
-    pixels = load_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
+    # An array is cut before it is read (a lazy one is read only where the test image is).
+    pixels = load_image(image) if isinstance(image, (str, os.PathLike)) else image
     metadata = BmzMetadata(
         name=name or f"{model.title} denoiser", description=description, authors=list(authors), license=license,
         citations=list(citations),

@@ -113,3 +113,21 @@ def test_tta_reaches_every_file(model, folder, tmp_path):
     np.testing.assert_allclose(
         tifffile.imread(result.outcomes[0].target), model.predict(image, tta=True), rtol=1e-5, atol=1e-4
     )
+
+
+def test_an_output_folder_that_is_the_input_folder_takes_no_outputs_as_inputs(model, folder):
+    first = ds.predict_files(model, [folder], folder)
+    assert [o.status for o in first.outcomes] == [WRITTEN] * 3
+    again = ds.predict_files(model, [folder], folder)  # its own results are not new inputs
+    assert [o.source.name for o in again.outcomes] == ["cell_0.tif", "cell_1.tif", "cell_2.tif"]
+    assert [o.status for o in again.outcomes] == [SKIPPED] * 3
+
+
+def test_an_output_that_would_replace_an_input_is_refused(model, folder, tmp_path):
+    source = folder / "cell_0.tif"
+    named_like_an_output = tmp_path / "out" / "cell_0_denoised.tif"
+    named_like_an_output.parent.mkdir()
+    named_like_an_output.write_bytes(source.read_bytes())  # an input that a result would replace
+    result = ds.predict_files(model, [source, named_like_an_output], tmp_path / "out", overwrite=True)
+    assert result.outcomes[0].status == FAILED and "would replace the input" in result.outcomes[0].error
+    assert named_like_an_output.read_bytes() == source.read_bytes()

@@ -155,3 +155,17 @@ def _tif(folder, image):
     path = folder / "image.tif"
     tifffile.imwrite(path, image.astype(np.float32))
     return path
+
+
+def test_an_autostruct_model_exports_its_stage2_with_the_mask(image, tmp_path, tiny_settings):
+    mask = np.zeros((1, 5, 5), bool)
+    mask[0, 2, :] = True
+    config = ds.make_config("autostructn2v", "2d", "fast", dict(tiny_settings))
+    model = ds.train(image, config, mask=mask, run_dir=tmp_path / "run").model
+    package = ds.export_bmz(model, tmp_path / "struct.zip", image, name="Tiny structN2V")
+    readme = zipfile.ZipFile(package).read("README.md").decode()
+    assert "# # # # #" in readme  # the horizontal mask line, as a grid
+    loaded = ds.load_model(package)
+    assert loaded.config.masking.struct_mask is not None
+    assert loaded.test_time_transforms == (0, 1, 2, 3)  # flips only: the noise has a direction
+    np.testing.assert_allclose(loaded.predict(image), model.predict(image), rtol=1e-5, atol=1e-4)

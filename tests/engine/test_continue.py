@@ -83,3 +83,9 @@ def test_other_channels_or_the_models_own_folder_are_refused(first, tiny, make_i
     with pytest.raises(InputError, match="holds the model this run continues"):
         ds.train(make_image((64, 64)), tiny(), init=first, run_dir=first.run_dir, overwrite=True)
     assert (first.run_dir / "model.pth").exists()
+
+
+@pytest.mark.parametrize(("method", "field"), [("n2v2", "blur_pool"), ("autoencoder", "skip_connections")])
+def test_a_method_that_defines_its_network_cannot_continue_another(first, tiny, make_image, method, field):
+    with pytest.raises(ConfigError, match=f"{method} needs model.{field}"):
+        ds.train(make_image((64, 64)), tiny(method), init=first)

@@ -240,3 +240,15 @@ def test_tta_of_a_paired_model_uses_all_eight(tiny_config):
     assert config.masking is None
     model = TrainedModel("care", config, Normalization(0.0, 1.0), untrained_model(config))
     assert model.test_time_transforms == tuple(range(8))
+
+
+def test_the_high_quality_preset_predicts_with_tta_unless_told_not_to(tiny_settings):
+    from denoise_studio.engine.config import make_config
+    from denoise_studio.engine.model import TrainedModel
+
+    config = make_config("n2v", "2d", "quality", dict(tiny_settings))
+    assert config.prediction.tta and not make_config("n2v", "2d", "fast").prediction.tta
+    model = TrainedModel("n2v", config, Normalization(0.0, 1.0), untrained_model(config))
+    assert model.predictor(device="cpu").transforms == tuple(range(8))
+    assert model.predictor(device="cpu", tta=False).transforms == (0,)
+    assert make_config("n2v", "2d", "fast", {"tta": "true"}).prediction.tta  # like any field, by its name

@@ -120,9 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--zarr", action="store_true", help="with --out-dir: write every output as OME-Zarr")
     p.add_argument(
-        "--tta", action="store_true",
+        "--tta", action=argparse.BooleanOptionalAction, default=None,
         help="test-time augmentation: average the model over its flips/rotations (8, or 4 for structured noise; "
-        "that many times slower)",
+        "that many times slower); default: the model's own setting (on for the High Quality preset)",
     )  # fmt: skip
     p.add_argument("--tile", type=_positive_int, default=256, help="tile side in pixels (the overlap is automatic)")
     p.add_argument("--batch", type=_positive_int, default=4, help="tiles per forward pass")

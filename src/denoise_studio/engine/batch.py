@@ -20,7 +20,7 @@ from .errors import InputError, PredictionStopped
 from .events import ProgressCallback, RunState, StateEvent, StopRequest, emit
 from .io import PNG_SUFFIXES, TIFF_SUFFIXES
 from .model import TrainedModel
-from .outputs import output_path, predict_file_to
+from .outputs import OUTPUT_TAGS, output_path, predict_file_to
 
 #: What a folder is searched for (not recursively): the image files prediction reads.
 IMAGE_SUFFIXES = (*TIFF_SUFFIXES, *PNG_SUFFIXES, ".zarr")
@@ -154,10 +154,11 @@ def predict_files(
     ``steps`` n) before and after its own prediction events. Stopping ends the file in progress
     without writing it; the rest are "not run".
     """
-    paths = expand_inputs(sources)
     out_dir = Path(out_dir)
+    paths = _inputs_beside_outputs(sources, out_dir, f"_{OUTPUT_TAGS.get(output, output)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = output_targets(paths, out_dir, output, zarr)
+    inputs = {path.resolve() for path in paths}
     result = BatchResult()
     total = len(paths)
     for index, (source, target) in enumerate(zip(paths, targets, strict=True), start=1):
@@ -165,6 +166,10 @@ def predict_files(
         if stop is not None and stop.requested:
             result.stopped = True
             result.outcomes.append(FileOutcome(source, target, NOT_RUN))
+            continue
+        if target.resolve() in inputs:
+            result.outcomes.append(FileOutcome(source, target, FAILED, f"its output would replace the input {target}"))
+            _report(callback, f"{where}: failed: its output would replace an input", index, total)
             continue
         if target.exists() and not overwrite:
             result.outcomes.append(FileOutcome(source, target, SKIPPED))
@@ -191,14 +196,39 @@ def _predict_one(model, source, target, output, overwrite, callback, stop, optio
         )
     except PredictionStopped:
         return FileOutcome(source, target, NOT_RUN)
-    except MemoryError:
-        return FileOutcome(source, target, FAILED, "out of memory")
+    except MemoryError as err:
+        return FileOutcome(source, target, FAILED, str(err) or "out of memory")
     except Exception as err:  # noqa: BLE001 - one bad file must not stop the others; its reason is kept
         message = str(err) or type(err).__name__
         if not isinstance(err, (InputError, ValueError, OSError)):
             message = f"{type(err).__name__}: {message}"
         return FileOutcome(source, target, FAILED, message)
     return FileOutcome(source, target, WRITTEN, seconds=time.perf_counter() - start)
+
+
+def _inputs_beside_outputs(sources: Sequence[str | os.PathLike], out_dir: Path, tag: str) -> list[Path]:
+    """:func:`expand_inputs`, except that a folder or pattern that reaches into ``out_dir`` does not
+    take this command's earlier results (``<name><tag>``) as new inputs; a file named on its own
+    always counts (and is then never overwritten)."""
+    found: list[Path] = []
+    for item in sources:
+        path = Path(item)
+        named = path.is_file() or (is_zarr_path(path) and path.exists())
+        found.extend(
+            candidate for candidate in expand_inputs([item])
+            if named or not (_same_folder(candidate.parent, out_dir) and image_stem(candidate).endswith(tag))
+        )  # fmt: skip
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _report(callback: ProgressCallback | None, message: str, index: int, total: int) -> None:

@@ -150,7 +150,7 @@ def predict_array_lazy(
     scheduler: str | None = None,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> Path:
     """:func:`predict_file_lazy` for an array (a dask array of a napari layer, or any array) of
     ``meta.axes``: predicted block by block, written chunk by chunk to ``target``."""

@@ -55,6 +55,8 @@ CITATIONS: dict[str, tuple[str, str]] = {
     "care": ("Weigert et al. Content-aware image restoration: pushing the limits of fluorescence microscopy. "
              "Nature Methods 2018", "10.1038/s41592-018-0216-7"),
 }  # fmt: skip
+METHOD_TAGS = {"n2v": ("noise2void",), "n2v2": ("noise2void",), "autostructn2v": ("noise2void",),
+               "n2n": ("noise2noise",), "care": ("care",)}  # fmt: skip
 UNET_CITATION = ("Ronneberger, Fischer, Brox. U-Net: convolutional networks for biomedical image segmentation. "
                  "MICCAI 2015", "10.1007/978-3-319-24574-4_28")  # fmt: skip
 
@@ -146,7 +148,7 @@ def test_input(model: TrainedModel, image: np.ndarray) -> np.ndarray:
     """The test tensor ``(1, C, Y, X)``: a central crop of ``image`` (2D: a ``(Y, X)`` plane, or the
     middle one of a stack; 2.5D: the three middle slices of a ``(Z, Y, X)`` stack), its sides a
     multiple of the network's step."""
-    image = np.asarray(image, dtype=np.float32)
+    # Cut before reading: a lazy (dask, zarr) image is read only where the crop is.
     if model.mode == "2.5d":
         if image.ndim != 3 or image.shape[0] < 3:
             raise InputError(f"a 2.5D model's test image is a stack of at least 3 slices, got shape {image.shape}")
@@ -158,14 +160,15 @@ def test_input(model: TrainedModel, image: np.ndarray) -> np.ndarray:
         if image.ndim != 2:
             raise InputError(f"a 2D model's test image is a (Y, X) plane or a stack, got shape {image.shape}")
         planes = image[np.newaxis]
-    if not np.isfinite(planes).all():
-        raise InputError("the test image holds NaN or infinite values")
     step = model.network.step
     sides = [min(TEST_SIDE, side) // step * step for side in planes.shape[-2:]]
     if min(sides) < 2 * step:
         raise InputError(f"the test image is too small ({planes.shape[-2]}x{planes.shape[-1]} pixels)")
     top, left = ((side - cut) // 2 for side, cut in zip(planes.shape[-2:], sides, strict=True))
-    return np.ascontiguousarray(planes[np.newaxis, :, top : top + sides[0], left : left + sides[1]])
+    crop = np.asarray(planes[:, top : top + sides[0], left : left + sides[1]], dtype=np.float32)
+    if not np.isfinite(crop).all():
+        raise InputError("the test image holds NaN or infinite values")
+    return np.ascontiguousarray(crop[np.newaxis])
 
 
 def reference_output(model: TrainedModel, inputs: np.ndarray) -> np.ndarray:
@@ -198,6 +201,7 @@ def export_bmz(
     if len(metadata.name) < 5:
         raise ConfigError("name: give the model a name of at least 5 letters (letters, digits, spaces, _+-())")
     inputs = test_input(model, image)
+    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="denoise-studio-bmz-") as work:
         work = Path(work)
         description = _describe(model, inputs, metadata, work)
@@ -277,7 +281,7 @@ def _describe(model: TrainedModel, inputs: np.ndarray, metadata: BmzMetadata, wo
 def _model_description(spec, model, metadata, work, norm, out, in_axes, out_axes, names, halo):
     in_id, out_id = spec.TensorId("input"), spec.TensorId("output")
     authors = [spec.Author(name=name) for name in metadata.authors] or [spec.Author(name="napari-denoise-studio user")]
-    citations = [CITATIONS.get(model.method, CITATIONS["n2v"]), UNET_CITATION, *metadata.citations]
+    citations = [*([CITATIONS[model.method]] if model.method in CITATIONS else []), UNET_CITATION, *metadata.citations]
     torch_version = spec.Version(torch.__version__.split("+")[0])
     return spec.ModelDescr(
         name=metadata.name.strip(),
@@ -289,7 +293,7 @@ def _model_description(spec, model, metadata, work, norm, out, in_axes, out_axes
         covers=[spec.FileDescr(source=work / "cover.png")],
         attachments=[spec.FileDescr(source=work / CONFIG_FILE)]
         + ([spec.FileDescr(source=work / NOISE_MODEL_FILE)] if (work / NOISE_MODEL_FILE).exists() else []),
-        tags=["denoising", "pytorch", "unet", "2d", "noise2void" if model.method != "care" else "care"],
+        tags=["denoising", "pytorch", "unet", "2d", *METHOD_TAGS.get(model.method, ())],
         inputs=[
             spec.InputTensorDescr(
                 id=in_id, axes=in_axes, description="noisy image" + (", slices Z-1, Z, Z+1" if len(names) > 1 else ""),

@@ -10,11 +10,13 @@ from __future__ import annotations
 import torch
 
 _MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+#: torch.OutOfMemoryError since torch 2.5; torch.cuda.OutOfMemoryError before (the package allows torch>=2.1).
+_TORCH_OOM = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", MemoryError)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` says that a device (GPU or CPU) ran out of memory."""
-    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+    if isinstance(error, (MemoryError, _TORCH_OOM)):
         return True
     return isinstance(error, RuntimeError) and any(text in str(error).lower() for text in _MESSAGES)
 

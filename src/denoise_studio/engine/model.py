@@ -154,10 +154,13 @@ class TrainedModel:
         tile_size: int = 256,
         batch_size: int = 4,
         device: str | None = None,
-        tta: bool = False,
+        tta: bool | None = None,
     ) -> Predictor:
         """A predictor for ``outputs`` (``"denoised"``, ``"deconvolved"``, or ``"stage1"`` alone);
-        ``tta``: average the network's answers under :attr:`test_time_transforms` (that many times slower)."""
+        ``tta``: average the network's answers under :attr:`test_time_transforms` (that many times slower);
+        None: the config's ``prediction.tta`` (on for the High Quality preset)."""
+        if tta is None:
+            tta = self.config.prediction.tta
         wanted = (outputs,) if isinstance(outputs, str) else tuple(outputs)
         device = device or self.device
         if wanted == (STAGE1,):
@@ -190,7 +193,7 @@ class TrainedModel:
         stop: StopRequest | None = None,
         tile_size: int = 256,
         batch_size: int = 4,
-        tta: bool = False,
+        tta: bool | None = None,
     ) -> np.ndarray:
         """Denoise an image of ``axes`` (e.g. "CZYX"; None: a ``(Y, X)`` image or ``(Z, Y, X)`` stack);
         returns float32 of the same shape. ``tta``: test-time augmentation (see :meth:`predictor`)."""
@@ -209,7 +212,7 @@ class TrainedModel:
         stop: StopRequest | None = None,
         tile_size: int = 256,
         batch_size: int = 4,
-        tta: bool = False,
+        tta: bool | None = None,
     ) -> dict[str, np.ndarray]:
         """Every output asked for (default: all the model gives) from one forward pass per tile (per
         transform with ``tta``)."""

@@ -106,7 +106,7 @@ def predict_and_write(
     unique: bool = False,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> Prediction:
     """Every output of ``model`` on ``image`` of ``axes`` (one forward pass per tile for all the network's
     outputs), each written into ``folder`` when one is given, with ``meta``'s pixel sizes and channel
@@ -135,7 +135,7 @@ def predict_lazy_outputs(
     with_stage1: bool = False,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> Prediction:
     """Every output of ``model`` on a lazy (dask or zarr) image, block by block into new OME-Zarrs in
     ``folder``; the arrays handed back are those files, opened lazily, in the image's own axes and shape
@@ -190,7 +190,7 @@ def predict_file_to(
     scheduler: str | None = None,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> Path:
     """One output of ``model`` on an image file, written atomically to ``target`` with the source's
     axes, pixel sizes and channel names.
@@ -233,7 +233,7 @@ def predict_file_outputs(
     dtype: str = "float32",
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> Prediction:
     """Every output of ``model`` on an image file, each to a new file in ``folder`` (see
     :func:`predict_file_to`; each output is its own pass over the file)."""

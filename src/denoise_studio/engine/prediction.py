@@ -143,6 +143,9 @@ class Predictor:
             if self.dims == 3:
                 self.tile_size_z = max(1, self.tile_size_z // 2)
             note = f"out of memory: tiles of {self.tile_size} px now"
+        elif self.dims == 3 and self.tile_size_z > 1:
+            self.tile_size_z //= 2
+            note = f"out of memory: tiles of {self.tile_size_z} slices now"
         else:
             return False
         self.memory_notes.append(note)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .axes import layout_for
-from .config import AutoStructConfig, DenoiseConfig, MaskExtractorConfig
+from .config import METHOD_VALUES, AutoStructConfig, DenoiseConfig, MaskExtractorConfig
 from .data import Normalization, check_training_images, fit_channel_normalizations
 from .errors import ConfigError, InputError, PipelineStateError
 from .events import ProgressCallback, RunState, StopRequest
@@ -571,8 +571,21 @@ def continuing_config(config: DenoiseConfig, init: TrainedModel) -> DenoiseConfi
     """``config`` with the network of ``init``: its mode, U-Net and DecoNoising PSF (what its weights fit)."""
     if isinstance(config, AutoStructConfig):
         return config  # refused by check_continuable, with the reason
+    # A method that defines its network (N2V2: blur-pool, no top skip; the autoencoder: no skips)
+    # continues only a network built that way, else it would not be the method its name says.
+    for name, value in METHOD_VALUES.get(config.method, {}).get("model", {}).items():
+        theirs = getattr(init.config.model, name)
+        if theirs != value:
+            raise ConfigError(
+                f"init: {config.method} needs model.{name} = {value}, and the model you continue has {theirs}; "
+                f"continue it with {init.config.method}, or train {config.method} from scratch"
+            )
     data, theirs = config.to_dict(), init.config.to_dict()
-    data.update(mode=theirs["mode"], model=theirs["model"], deconv=theirs.get("deconv"))
+    data.update(mode=theirs["mode"], model=theirs["model"])
+    if data.get("deconv") is not None:  # the PSF is the network's; the positivity weight stays the config's
+        data["deconv"]["psf_sigma"] = (theirs.get("deconv") or {}).get("psf_sigma")
+    elif init.config.psf_sigma is not None:
+        raise ConfigError(f"init: the model deconvolves (DecoNoising); {config.method} cannot continue it")
     return DenoiseConfig.from_dict(data)  # validated again: the mode may bring its own checks
 
 

@@ -362,7 +362,7 @@ class Trainer:
                     raise
                 loop.optimizer.zero_grad(set_to_none=True)
                 release_cached_memory()
-                loop.batch_size = max(1, min(loop.batch_size, patches.shape[0]) // 2)
+                loop.batch_size = max(1, loop.batch_size // 2)
                 note = f"out of memory: batch size halved to {loop.batch_size}; training goes on"
                 loop.result.memory_notes.append(note)
                 logger.warning(note)

@@ -258,6 +258,8 @@ class Session:
         layer = self._find(name)
         chosen_another = layer is not self._source
         self._source = layer
+        # The chosen layer is trained on anyway; ticked again later it would come back unasked.
+        self._extra = [extra for extra in self._extra if extra is not layer]
         if layer is not None:
             self.lost_source = None
         if chosen_another:

@@ -64,13 +64,15 @@ ADVANCED_FIELDS = (
     "blur_pool",
     "top_skip",
     "precision",
+    "tta",
 )
 EXTRACTOR_MAIN = ("adaptive", "base_percentile", "percentile_decay", "max_pixels")
 EXTRACTOR_MORE = ("max_radius", "abs_floor", "z_sigma", "two_sided", "dilate")
 PRESET_HINTS = {
     "fast": "Small network, about two minutes on a laptop CPU.",
     "balanced": "The published defaults: a deeper, wider network and early stopping.",
-    "quality": "The Fast recipe with a deeper network over about five minutes; the best results here.",
+    "quality": "The Fast recipe with a deeper network over about five minutes, predicting with test-time "
+    "augmentation (8 flips/rotations averaged).",
 }
 
 

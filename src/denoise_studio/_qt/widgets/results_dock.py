@@ -28,7 +28,7 @@ from ...engine.events import ProgressEvent, StateEvent
 from ...engine.io import InputError
 from ...engine.model import TrainedModel
 from ...engine.prediction import PredictionStopped
-from ..state.session import Session, read_pixels
+from ..state.session import Session
 from ..workers.inference import Prediction, add_result_layers, predict_file, predict_folder, predict_image
 from ..workers.worker import EngineJob, Outcome, guarded
 from .bmz_dialog import BmzExportDialog, BmzExportRequest
@@ -189,6 +189,8 @@ class ResultsDock(StudioDock):
                 self.card_layout.addRow(f"{label}:", text)
         transforms = len(model.test_time_transforms) if model is not None else 1
         self.tta.setVisible(transforms > 1)
+        # The model's own default: on for the High Quality preset.
+        self.tta.setChecked(model is not None and model.config.prediction.tta)
         self.tta.setText(f"Test-time augmentation ({transforms} flips/rotations averaged, {transforms}x slower)")
         self.tta.setToolTip(
             "Run the network on each flip/rotation it was trained under and average the answers mapped back: "
@@ -224,7 +226,7 @@ class ResultsDock(StudioDock):
     def _update_buttons(self) -> None:
         running = self.job is not None or self.quality.job is not None  # cleared when the job's outcome arrives
         self.process_button.setEnabled(self.session.model is not None and not running)
-        self.bmz_button.setEnabled(self.session.model is not None and not running)
+        self.bmz_button.setEnabled(self.session.model is not None and not running and self._bmz_job is None)
         self.stop_button.setEnabled(self.job is not None)
         self.open_button.setEnabled(self.session.comparison is not None)
 
@@ -416,9 +418,8 @@ class ResultsDock(StudioDock):
         image = self.session.layer_array(request.layer)
 
         def call(_callback, _stop):
-            request.target.parent.mkdir(parents=True, exist_ok=True)
             return export_bmz(
-                model, request.target, read_pixels(image), name=request.name, description=request.description,
+                model, request.target, image, name=request.name, description=request.description,
                 authors=request.authors, license=request.license, citations=request.citations,
             )  # fmt: skip
 
@@ -429,6 +430,7 @@ class ResultsDock(StudioDock):
         self.bmz_status.setText("Exporting and testing the package with bioimageio.core…")
         job = EngineJob("BioImage Model Zoo export", call)
         self._bmz_job = job
+        self._update_buttons()
         on_done = guarded(self._on_bmz_done, lambda message: self._bmz_done(f"Failed: {message}", ok=False))
         reason = self.session.run_job(job, "exporting the model", on_done)
         if reason:
@@ -438,6 +440,7 @@ class ResultsDock(StudioDock):
 
     def _on_bmz_done(self, outcome: Outcome) -> None:
         self._bmz_job = None
+        self._update_buttons()
         if outcome.ok:
             self._bmz_done(f"Exported {outcome.value} (bioimageio.core's test passed).", ok=True)
         else:

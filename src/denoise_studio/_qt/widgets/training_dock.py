@@ -313,13 +313,14 @@ class TrainingDock(StudioDock):
                 run = TrainingRun(session, source, image, None if found is None else found[1], init=init, extra=extra)
             except (InputError, ConfigError) as err:
                 reason = str(err)
+        what = "Start" if init is None else "Continue training"
         if reason:
-            self._refuse(reason)
+            self._refuse(reason, what)
             return False
         self.notice.hide()
         reason = run.start()  # every Training dock of this viewer attaches to it (see _attach)
         if reason:
-            self._refuse(reason)
+            self._refuse(reason, what)
             return False
         return True
 
@@ -385,8 +386,8 @@ class TrainingDock(StudioDock):
             self.activity.setText("stopping after the current batch…")
             self.run.request_stop()
 
-    def _refuse(self, reason: str) -> None:
-        message = f"Start refused: {reason[:1].upper()}{reason[1:]}"
+    def _refuse(self, reason: str, what: str = "Start") -> None:
+        message = f"{what} refused: {reason[:1].upper()}{reason[1:]}"
         self.notice.setText(message)
         self.notice.show()
         show_info(message)

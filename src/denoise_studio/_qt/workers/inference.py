@@ -40,7 +40,7 @@ def predict_image(
     with_stage1: bool = False,
     axes: str | None = None,
     meta: ImageMeta | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> Prediction:
     """Denoise an array of ``axes`` (worker thread: a lazy layer's array is read here) and write each
     output into ``out_dir``: an OME-TIFF with ``meta``'s pixel sizes when the axes are known, else a TIFF.
@@ -70,7 +70,7 @@ def predict_file(
     with_stage1: bool = False,
     load_result: bool = True,
     axes: str | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> Prediction:
     """Denoise a TIFF to disk (a single-channel stack slice by slice, in bounded memory); optionally read
     the result back. ``axes`` overrides the file's own (None: the file's, or the guess)."""
@@ -86,7 +86,12 @@ def predict_file(
 
 
 def predict_folder(
-    model: TrainedModel, folder: Path, out_dir: Path, callback: ProgressCallback, stop: StopRequest, tta: bool = False
+    model: TrainedModel,
+    folder: Path,
+    out_dir: Path,
+    callback: ProgressCallback,
+    stop: StopRequest,
+    tta: bool | None = None,
 ) -> BatchResult:
     """Denoise every image file of ``folder`` into ``out_dir`` (worker thread); outputs already there
     are kept, never overwritten, and a file that fails does not stop the others."""
