@@ -21,8 +21,7 @@ import numpy as np
 
 from .engine.assessment import Assessment, Denoiser
 from .engine.assessment import assess as _assess
-from .engine.batch import BatchResult
-from .engine.batch import predict_files as _predict_files
+from .engine.batch import BatchResult, predict_files  # noqa: F401 - public: ds.predict_files
 from .engine.bigdata import fits_in_memory
 from .engine.bmz import is_bmz_zip, read_bmz
 from .engine.config import (
@@ -232,30 +231,6 @@ def predict_file(
         model, source, target, output=output, axes=axes, dtype=dtype, overwrite=overwrite, tile_size=tile_size,
         batch_size=batch_size, device=device, chunks=chunks, workers=workers, scheduler=scheduler,
         callback=callback, stop=stop, tta=tta,
-    )  # fmt: skip
-
-
-def predict_files(
-    model: TrainedModel,
-    sources: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    *,
-    output: str = "denoised",
-    overwrite: bool = False,
-    zarr: bool | None = None,
-    callback: ProgressCallback | None = None,
-    stop: StopRequest | None = None,
-    **options: Any,
-) -> BatchResult:
-    """Denoise many files into ``out_dir``: ``sources`` are files, folders (their image files) and glob
-    patterns. Each output is ``<stem>_denoised.tif`` (``.zarr`` for an OME-Zarr input, or all with
-    ``zarr``); one that exists is skipped unless ``overwrite``; a file that fails is recorded with its
-    reason and the rest go on. ``options`` are :func:`predict_file`'s (axes, dtype, tile_size,
-    batch_size, device, chunks, workers, scheduler, tta). Returns every file's outcome.
-    """
-    return _predict_files(
-        model, sources, out_dir, output=output, overwrite=overwrite, zarr=zarr, callback=callback, stop=stop,
-        **options,
     )  # fmt: skip
 
 

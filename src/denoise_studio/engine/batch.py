@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,15 +85,19 @@ def image_stem(path: Path) -> str:
     return name
 
 
-def expand_inputs(items: Sequence[str | os.PathLike]) -> list[Path]:
+def expand_inputs(
+    items: Sequence[str | os.PathLike], skip: Callable[[Path], bool] | None = None
+) -> list[Path]:
     """The image files named by ``items``: files, folders (their image files, not recursively; an
-    OME-Zarr folder is one image) and glob patterns (``**`` recurses), in order, each once."""
+    OME-Zarr folder is one image) and glob patterns (``**`` recurses), in order, each once.
+    ``skip`` leaves out files a folder or pattern finds (a file named on its own always counts)."""
     found: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_file() or is_zarr_path(path) and path.exists():
-            matches = [path]
-        elif path.is_dir():
+            found.append(path)
+            continue
+        if path.is_dir():
             matches = sorted(p for p in path.iterdir() if is_image_path(p))
             if not matches:
                 raise InputError(f"{path}: the folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
@@ -101,7 +105,7 @@ def expand_inputs(items: Sequence[str | os.PathLike]) -> list[Path]:
             matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if is_image_path(Path(p)))
             if not matches:
                 raise InputError(f"{item}: no such file, and no image file matches it as a pattern")
-        found.extend(matches)
+        found.extend(match for match in matches if skip is None or not skip(match))
     unique: dict[Path, Path] = {}
     for path in found:
         unique.setdefault(path.resolve(), path)
@@ -155,7 +159,11 @@ def predict_files(
     without writing it; the rest are "not run".
     """
     out_dir = Path(out_dir)
-    paths = _inputs_beside_outputs(sources, out_dir, f"_{OUTPUT_TAGS.get(output, output)}")
+    tag = f"_{OUTPUT_TAGS.get(output, output)}"
+    # An output folder that is also an input folder: this command's earlier results are not inputs.
+    paths = expand_inputs(
+        sources, skip=lambda path: _same_folder(path.parent, out_dir) and image_stem(path).endswith(tag)
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = output_targets(paths, out_dir, output, zarr)
     inputs = {path.resolve() for path in paths}
@@ -204,24 +212,6 @@ def _predict_one(model, source, target, output, overwrite, callback, stop, optio
             message = f"{type(err).__name__}: {message}"
         return FileOutcome(source, target, FAILED, message)
     return FileOutcome(source, target, WRITTEN, seconds=time.perf_counter() - start)
-
-
-def _inputs_beside_outputs(sources: Sequence[str | os.PathLike], out_dir: Path, tag: str) -> list[Path]:
-    """:func:`expand_inputs`, except that a folder or pattern that reaches into ``out_dir`` does not
-    take this command's earlier results (``<name><tag>``) as new inputs; a file named on its own
-    always counts (and is then never overwritten)."""
-    found: list[Path] = []
-    for item in sources:
-        path = Path(item)
-        named = path.is_file() or (is_zarr_path(path) and path.exists())
-        found.extend(
-            candidate for candidate in expand_inputs([item])
-            if named or not (_same_folder(candidate.parent, out_dir) and image_stem(candidate).endswith(tag))
-        )  # fmt: skip
-    unique: dict[Path, Path] = {}
-    for path in found:
-        unique.setdefault(path.resolve(), path)
-    return list(unique.values())
 
 
 def _same_folder(a: Path, b: Path) -> bool:

@@ -20,7 +20,7 @@ import os
 import tempfile
 import textwrap
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +197,7 @@ def export_bmz(
         raise InputError(f"{target}: a BioImage Model Zoo package is a .zip file")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; choose another file or allow overwriting it")
-    metadata.name = package_name(metadata.name)
+    metadata = replace(metadata, name=package_name(metadata.name))
     if len(metadata.name) < 5:
         raise ConfigError("name: give the model a name of at least 5 letters (letters, digits, spaces, _+-())")
     inputs = test_input(model, image)
@@ -234,7 +234,7 @@ def _describe(model: TrainedModel, inputs: np.ndarray, metadata: BmzMetadata, wo
     state = {key: value.detach().cpu() for key, value in network.state_dict().items()}
     torch.save(state, work / WEIGHTS_FILE)
     (work / ARCHITECTURE_FILE).write_text(architecture_source())
-    example = torch.from_numpy(inputs / 1.0).float()
+    example = torch.from_numpy(inputs)
     # Traced, not scripted: the network's layout is fixed by its settings, and tracing keeps every size.
     with torch.no_grad():
         torch.jit.trace(network, example, check_trace=False).save(str(work / TORCHSCRIPT_FILE))

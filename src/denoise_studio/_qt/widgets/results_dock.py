@@ -43,6 +43,20 @@ if TYPE_CHECKING:
 PROGRESS_STEPS = 1000
 
 
+def _path_row(choice: QRadioButton, placeholder: str, browse) -> tuple[QLineEdit, QHBoxLayout]:
+    """A radio button, a path field that selects it when typed in, and a Browse… button."""
+    edit = QLineEdit()
+    edit.setPlaceholderText(placeholder)
+    edit.textEdited.connect(lambda _text: choice.setChecked(True))
+    button = QPushButton("Browse…")
+    button.clicked.connect(browse)
+    row = QHBoxLayout()
+    row.addWidget(choice)
+    row.addWidget(edit, 1)
+    row.addWidget(button)
+    return edit, row
+
+
 class ResultsDock(StudioDock):
     def __init__(self, napari_viewer: napari.Viewer, session: Session | None = None):
         super().__init__(napari_viewer, session)
@@ -101,24 +115,8 @@ class ResultsDock(StudioDock):
         layer_row = QHBoxLayout()
         layer_row.addWidget(self.from_layer)
         layer_row.addWidget(self.layer_combo, 1)
-        self.file_edit = QLineEdit()
-        self.file_edit.setPlaceholderText("path/to/stack.tif")
-        self.file_edit.textEdited.connect(lambda _t: self.from_file.setChecked(True))
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._choose_file)
-        file_row = QHBoxLayout()
-        file_row.addWidget(self.from_file)
-        file_row.addWidget(self.file_edit, 1)
-        file_row.addWidget(browse)
-        self.folder_edit = QLineEdit()
-        self.folder_edit.setPlaceholderText("path/to/folder")
-        self.folder_edit.textEdited.connect(lambda _t: self.from_folder.setChecked(True))
-        browse_folder = QPushButton("Browse…")
-        browse_folder.clicked.connect(self._choose_folder)
-        folder_row = QHBoxLayout()
-        folder_row.addWidget(self.from_folder)
-        folder_row.addWidget(self.folder_edit, 1)
-        folder_row.addWidget(browse_folder)
+        self.file_edit, file_row = _path_row(self.from_file, "path/to/stack.tif", self._choose_file)
+        self.folder_edit, folder_row = _path_row(self.from_folder, "path/to/folder", self._choose_folder)
         self.tta = QCheckBox("Test-time augmentation")
         self.with_stage1 = QCheckBox("Also denoise with stage 1 (to compare stage 1 and stage 2)")
         self.open_result = QCheckBox("Open the result in the viewer (TIFF files)")
