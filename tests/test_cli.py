@@ -203,3 +203,22 @@ def test_train_init_continues_a_model_and_refuses_another_network(trained_run, n
     assert "--set depth: the network comes from --init" in assert_one_error_line(capsys)
     assert main(["train", str(noisy_tif), "--renormalize", "--out", str(tmp_path / "y")]) == EXIT_BAD_INPUT
     assert "--renormalize goes with --init" in assert_one_error_line(capsys)
+
+
+def test_adapt_tunes_the_gains_on_an_image_and_denoises_it(trained_run, workdir, make_image, tmp_path, capsys):
+    run = str(trained_run[0])
+    other = workdir / "other.tif"
+    tifffile.imwrite(other, (make_image((64, 64), seed=9) * 3000 + 9000).astype(np.uint16))
+    out = tmp_path / "adapted"
+    capsys.readouterr()
+    assert main(["adapt", run, str(other), "--out", str(out), "--max-time", "3", "--seed", "0"]) == 0
+    stdout = capsys.readouterr().out
+    assert "GainTuning complete" in stdout and "held-out loss" in stdout
+    assert {"config.json", "model.pth", "denoised.tif"} <= {p.name for p in out.iterdir()}
+    adapted = load_model(out)
+    assert adapted.summary["adapted_from"] == run and adapted.config.model == load_model(run).config.model
+    assert main(["adapt", run, str(other), "--out", str(out), "--max-time", "3"]) == EXIT_BAD_INPUT
+    assert "already exists" in assert_one_error_line(capsys)
+    assert main(["adapt", run, str(other), "--out", run, "--force", "--max-time", "3"]) == EXIT_BAD_INPUT
+    assert "another folder" in assert_one_error_line(capsys)
+    assert load_model(run).summary.get("adapted_from") is None, "the source run is untouched"

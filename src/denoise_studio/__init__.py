@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "make_config": "denoise_studio.api",
     "train": "denoise_studio.api",
+    "adapt": "denoise_studio.api",
     "load_model": "denoise_studio.api",
     "predict_file": "denoise_studio.api",
     "predict_files": "denoise_studio.api",

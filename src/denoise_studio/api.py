@@ -171,6 +171,41 @@ def train(
     )  # fmt: skip
 
 
+def adapt(
+    model: TrainedModel | str | os.PathLike,
+    image: ImageInput,
+    *,
+    run_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    max_time: float | None = None,
+    learning_rate: float | None = None,
+    seed: int | None = None,
+    axes: str | None = None,
+    callback: ProgressCallback | None = None,
+    stop: StopRequest | None = None,
+) -> RunResult:
+    """GainTuning: adapt ``model`` (or its run folder) to one ``image`` it has not seen, by tuning a
+    gain per feature channel of its network with the blind-spot loss on that image; blocks until done.
+
+    Held-out blocks of the image choose the best gains (early stopping), and the unadapted network is
+    one of the candidates: an adaptation that does not help returns the model unchanged. The result
+    is an ordinary model of the same network (the gains are folded into its weights), written to
+    ``run_dir`` like any run (``adapted_from`` and the held-out loss before and after in its summary).
+    ``max_time`` (seconds, default 60) bounds it; ``stop.set()`` ends it keeping the best gains so far.
+    Any single-network model, and autoStructN2V's final network (with its mask), can be adapted.
+    """
+    from .engine.gaintuning import adaptation_config
+
+    if not isinstance(model, TrainedModel):
+        model = load_model(model)
+    config = adaptation_config(model.config, max_time=max_time, learning_rate=learning_rate, seed=seed)
+    arrays, names, files, found_axes = _as_images(image, axes, from_disk=False)
+    return run_training(
+        config, arrays, run_dir=run_dir, overwrite=overwrite, callback=callback, stop=stop, input_files=files,
+        names=names, axes=found_axes, init=model, adapt=True,
+    )  # fmt: skip
+
+
 def load_model(path: str | os.PathLike, weights: str | os.PathLike | None = None) -> TrainedModel:
     """A trained model from its run folder (or config.json), any method, or from a BioImage Model Zoo
     zip this package exported; ``weights`` picks another weights file for the final network."""

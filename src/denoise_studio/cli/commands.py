@@ -165,21 +165,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     if run.model is None:
         print(f"no model was kept; {out} holds no run files")
         return EXIT_STOPPED
-    print(f"model: {out / 'config.json'}")
-    for index, noise in enumerate(run.model.noise_models):
-        channel = "" if len(run.model.noise_models) == 1 else f" (channel {index})"
-        print(f"noise model{channel}: {noise.describe()}")
+    _print_model(run.model, out)
     if args.no_predict:
         return 0
+    _denoise_inputs(run.model, args, images, metas, out, printer)
+    return 0
+
+
+def _print_model(model: api.TrainedModel, out: Path) -> None:
+    print(f"model: {out / 'config.json'}")
+    for index, noise in enumerate(model.noise_models):
+        channel = "" if len(model.noise_models) == 1 else f" (channel {index})"
+        print(f"noise model{channel}: {noise.describe()}")
+
+
+def _denoise_inputs(
+    model: api.TrainedModel, args: argparse.Namespace, images: list, metas: list, out: Path, printer
+) -> None:
+    """Denoise the images a run learnt from into its folder (``args.input``: their files)."""
     # A stopped training still denoises its input with the best model; Ctrl-C now stops that too.
     stop = StopRequest()
     with StopOnSignals(stop):
         for index, (path, image, meta) in enumerate(zip(args.input, images, metas, strict=True)):
             stem = None if len(images) == 1 else f"{index + 1}_{Path(path).stem}"
             if meta is None:  # trained on from disk: predicted block by block into files
-                for which in wanted_outputs(run.model):
+                for which in wanted_outputs(model):
                     target = predict_file_to(
-                        run.model, path, output_path(out, which, stem), output=which, axes=args.axes,
+                        model, path, output_path(out, which, stem), output=which, axes=args.axes,
                         dtype=args.dtype, overwrite=True, callback=printer, stop=stop,
                     )  # fmt: skip
                     print(f"{which}: {target}")
@@ -187,11 +199,39 @@ def cmd_train(args: argparse.Namespace) -> int:
             if meta.axes is not None:
                 meta = meta.for_layout(layout_for(image.shape, image.dtype, meta.axes, path))
             prediction = predict_and_write(
-                run.model, image, out, axes=meta.axes, meta=meta, dtype=args.dtype, source=path, stem=stem,
+                model, image, out, axes=meta.axes, meta=meta, dtype=args.dtype, source=path, stem=stem,
                 callback=printer, stop=stop,
             )  # fmt: skip
             for output, file in prediction.files.items():
                 print(f"{output}: {file}")
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    model = load_named_model(args.model)
+    out = Path(args.out)
+    _refuse_input_as_output(out, [args.input])
+    overwrite = _confirm_overwrite(out, args.force, is_dir=True)
+    image, meta = read_image_meta(args.input, args.axes)
+    stop, printer = StopRequest(), ProgressPrinter()
+    with StopOnSignals(stop):
+        run = api.adapt(
+            model, image, run_dir=out, overwrite=overwrite, max_time=args.max_time, learning_rate=args.learning_rate,
+            seed=args.seed, axes=meta.axes, callback=printer, stop=stop,
+        )  # fmt: skip
+    if run.model is None:
+        print(f"GainTuning {run.state.value}: {run.message}; no model was kept")
+        return EXIT_STOPPED
+    summary = run.model.summary
+    before, after = summary.get("initial_val_loss"), run.model.best_val_loss
+    verdict = "improved" if summary.get("best_epoch", 0) > 0 else "not improved: the model is unchanged"
+    print(
+        f"GainTuning {run.state.value} in {summary.get('elapsed_s', 0):.0f} s: held-out loss {before:.4g} -> "
+        f"{after:.4g} ({verdict})"
+    )
+    _print_model(run.model, out)
+    args.input = [args.input]
+    if not args.no_predict:
+        _denoise_inputs(run.model, args, [image], [meta], out, printer)
     return 0
 
 

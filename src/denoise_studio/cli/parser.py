@@ -8,6 +8,7 @@ from .. import __version__
 from ..engine.io import OUTPUT_DTYPES
 from ..engine.registry import METHODS, MODES, OUTPUTS, PRESETS
 from .commands import (
+    cmd_adapt,
     cmd_assess,
     cmd_compare,
     cmd_demo,
@@ -99,6 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--renormalize", action="store_true", help="with --init: fit the new images' normalisation")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "adapt",
+        help="GainTuning: adapt a trained model to one image it has not seen (a gain per feature channel, "
+        "tuned on that image alone)",
+    )
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("input", help="the image to adapt to (it is denoised with the adapted model)")
+    p.add_argument("--out", required=True, metavar="ADAPTED_RUN", help="run directory of the adapted model")
+    p.add_argument(
+        "--max-time", type=float, dest="max_time",
+        help="budget in seconds (default 60); held-out blocks of the image stop it earlier when the gains stop helping",
+    )  # fmt: skip
+    p.add_argument("--learning-rate", type=float, dest="learning_rate", help="Adam step of the gains (default 5e-3)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--axes", help=AXES_HELP)
+    p.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32", help=DTYPE_HELP)
+    p.add_argument("--no-predict", action="store_true", help="only adapt; do not denoise the image")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser(
         "predict", help="apply a trained model to images or stacks (streamed to disk), one file or many"

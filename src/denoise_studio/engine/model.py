@@ -247,6 +247,12 @@ class TrainedModel:
             rows.append(("Memory", str(self.summary["memory_notes"][-1])))
         if self.summary.get("initialized_from"):
             rows.append(("Continued from", str(self.summary["initialized_from"])))
+        if self.summary.get("adapted_from"):
+            rows.append(("Adapted from", f"{self.summary['adapted_from']} (GainTuning)"))
+            before = self.summary.get("initial_val_loss")
+            if before is not None:
+                after = _format_loss(self.best_val_loss)
+                rows.append(("Held-out loss", f"{_format_loss(before)} before, {after} after"))
         if self.stop_reason:
             rows.append(("Ended", stop_reason_text(self.stop_reason)))
         if self.deconvolving:

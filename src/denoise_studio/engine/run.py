@@ -35,6 +35,7 @@ from .config import METHOD_VALUES, AutoStructConfig, DenoiseConfig, MaskExtracto
 from .data import Normalization, check_training_images, fit_channel_normalizations
 from .errors import ConfigError, InputError, PipelineStateError
 from .events import ProgressCallback, RunState, StopRequest
+from .gaintuning import RELATION_PIXELS, gain_tuning_loss, output_relation
 from .lazy import is_lazy, is_on_disk, lazy_samples
 from .mask_extraction import MaskExtractionResult
 from .model import STAGE1, TrainedModel, now_iso
@@ -149,10 +150,18 @@ class TrainingRun:
         stop: StopRequest | None = None,
         init: TrainedModel | None = None,
         renormalize: bool = False,
+        adapt: bool = False,
     ):
         """``axes``: of every image (one string for all, or one per image; None: ``(Y, X)``/``(Z, Y, X)``);
         targets have their input's axes. ``init``: continue from this model's weights (same network);
-        its normalisation is kept unless ``renormalize``."""
+        its normalisation is kept unless ``renormalize``. ``adapt``: GainTuning of ``init`` to the
+        images (a gain per feature channel, see :mod:`.gaintuning`); ``config`` is then
+        :func:`~.gaintuning.adaptation_config` of the model's."""
+        if adapt and (init is None or renormalize or targets is not None or isinstance(config, AutoStructConfig)):
+            raise PipelineStateError(
+                "GainTuning adapts a trained model (init) to images alone, in the model's normalisation"
+            )
+        self.adapt = adapt
         if init is not None:
             check_continuable(init, config)
             if run_dir is not None and init.run_dir is not None and Path(run_dir).resolve() == init.run_dir.resolve():
@@ -248,6 +257,9 @@ class TrainingRun:
                 raise PipelineStateError("autoStructN2V learns from the noisy images alone; it takes no target")
         else:
             config: DenoiseConfig = self.config
+            if self.adapt:
+                self._continue_from(self.init, stacks)
+                return stacks, None
             raw = None if self.raw_targets is None else self._target_samples()
             targets = prepare_targets(config, stacks, raw)
             self.normalization = fit_channel_normalizations(stacks, config.data)
@@ -268,6 +280,8 @@ class TrainingRun:
         if self.renormalize:
             return
         self.normalization = init.normalizations
+        if self.adapt and init.target_normalization is not None:
+            self.target_normalization = init.output_normalizations
         if self.target_normalization is not None and init.target_normalization is not None:
             self.target_normalization = init.output_normalizations
 
@@ -305,11 +319,23 @@ class TrainingRun:
         initial = None
         if self.init is not None:
             initial = {key: value.detach().cpu().clone() for key, value in self.init.network.state_dict().items()}
+        method = None
+        if self.adapt:
+            groups = stacks[0].shape[0] if config.data.channels == "joint" and stacks[0].shape[0] > 1 else 1
+            outputs = self.target_normalization or self.normalization
+            relation = None
+            if self.target_normalization is not None:
+                relation = output_relation(self.init, measurement_block(self.init, stacks, RELATION_PIXELS))
+            method = gain_tuning_loss(config, groups, self.normalization, outputs, relation)
         result = train(
             config, stacks, callback=self.callback, stop=self.stop, checkpoint=self._checkpoint(config),
             normalization=self.normalization, targets=targets, target_normalization=self.target_normalization,
-            targets_prepared=True, initial_state=initial,
+            targets_prepared=True, initial_state=initial, method=method, adapt_gains=self.adapt,
         )  # fmt: skip
+        if self.adapt and self.target_normalization is not None:
+            result.target_normalization = self.target_normalization[0]
+            if len(self.target_normalization) > 1:
+                result.target_channel_normalizations = list(self.target_normalization)
         histories = {"training": result.history}
         if result.steps == 0:
             self._end_without_model(histories, {"training": result.summary()})
@@ -464,7 +490,8 @@ class TrainingRun:
         """What the run started from, for the model card and config.json."""
         if self.init is None:
             return {}
-        return {"initialized_from": str(self.init.run_dir) if self.init.run_dir else self.init.name}
+        source = str(self.init.run_dir) if self.init.run_dir else self.init.name
+        return {"adapted_from" if self.adapt else "initialized_from": source}
 
     def _finish_pipeline(self, state: RunState, message: str) -> None:
         pipeline = self.pipeline
@@ -540,13 +567,14 @@ def run_training(
     axes: str | Sequence[str | None] | None = None,
     init: TrainedModel | None = None,
     renormalize: bool = False,
+    adapt: bool = False,
 ) -> RunResult:
     """Run a whole training (see the module docstring). autoStructN2V: ``review`` decides at the gate
     (default: the config's ``auto_approve`` or, failing that, :func:`auto_approve`); ``mask`` skips stage 1.
     ``init``: continue from a trained model (see :func:`check_continuable`)."""
     run = TrainingRun(
         config, images, targets=targets, run_dir=run_dir, overwrite=overwrite, input_files=input_files,
-        names=names, axes=axes, callback=callback, stop=stop, init=init, renormalize=renormalize,
+        names=names, axes=axes, callback=callback, stop=stop, init=init, renormalize=renormalize, adapt=adapt,
     )  # fmt: skip
     if mask is not None:
         run.use_mask(mask)
@@ -627,20 +655,25 @@ def measure_noise_models(model: TrainedModel, stacks: Sequence[np.ndarray]) -> l
     if METHODS[model.method].target != "none" or model.target_normalization is not None or not stacks:
         return []
     try:
-        stack = max(stacks, key=lambda a: int(np.prod(a.shape[1:])))  # (C, Z, Y, X), in memory or on disk
-        depth, height, width = stack.shape[1:]
-        needed = {"2.5d": 3, "3d": model.config.data.patch_size_z}.get(model.mode, 1)
-        planes = min(depth, max(needed, NOISE_MEASUREMENT_PIXELS // max(1, height * width)))
-        crop_y = min(height, max(int(math.sqrt(NOISE_MEASUREMENT_PIXELS / planes)), 32))
-        crop_x = min(width, max(NOISE_MEASUREMENT_PIXELS // planes // crop_y, 32))
-        z0, y0, x0 = (depth - planes) // 2, (height - crop_y) // 2, (width - crop_x) // 2
-        where = (slice(z0, z0 + planes), slice(y0, y0 + crop_y), slice(x0, x0 + crop_x))
-        block = _central_block(stack, where)
+        block = measurement_block(model, stacks, NOISE_MEASUREMENT_PIXELS)
         denoised = model.predict(block, axes="CZYX")
         return [fit_from_prediction(block[c], denoised[c]) for c in range(block.shape[0])]
     except Exception as err:  # noqa: BLE001 - a measurement must never fail a finished training
         logger.warning("the noise model was not measured: %s", err)
         return []
+
+
+def measurement_block(model: TrainedModel, stacks: Sequence[np.ndarray], pixels: int) -> np.ndarray:
+    """A central ``(C, Z, Y, X)`` block of at most ``pixels`` of the largest of ``stacks``, with as many
+    planes as the model's mode needs to predict (3 for 2.5D, the patch depth for 3D), raw float32."""
+    stack = max(stacks, key=lambda a: int(np.prod(a.shape[1:])))  # (C, Z, Y, X), in memory or on disk
+    depth, height, width = stack.shape[1:]
+    needed = {"2.5d": 3, "3d": model.config.data.patch_size_z}.get(model.mode, 1)
+    planes = min(depth, max(needed, pixels // max(1, height * width)))
+    crop_y = min(height, max(int(math.sqrt(pixels / planes)), 32))
+    crop_x = min(width, max(pixels // planes // crop_y, 32))
+    z0, y0, x0 = (depth - planes) // 2, (height - crop_y) // 2, (width - crop_x) // 2
+    return _central_block(stack, (slice(z0, z0 + planes), slice(y0, y0 + crop_y), slice(x0, x0 + crop_x)))
 
 
 def _central_block(stack, where: tuple[slice, slice, slice]) -> np.ndarray:

@@ -29,6 +29,7 @@ from .data import (
     normalize_channels,
 )
 from .events import ProgressCallback, RunState, StateEvent, StopRequest, TrainingEvent, emit
+from .gaintuning import GainTunedNetwork
 from .io import InputError, available_memory
 from .lazy import is_lazy
 from .memory import is_out_of_memory, release_cached_memory
@@ -74,9 +75,13 @@ class TrainingResult:
     target_channel_normalizations: list[Normalization] | None = None
     #: What running out of memory changed (a smaller batch), in words.
     memory_notes: list[str] = field(default_factory=list)
+    #: GainTuning: the held-out loss of the network before adaptation.
+    initial_val_loss: float | None = None
 
     def summary(self) -> dict:
         notes = {"memory_notes": list(self.memory_notes)} if self.memory_notes else {}
+        if self.initial_val_loss is not None:
+            notes["initial_val_loss"] = self.initial_val_loss
         return notes | {
             "best_val_loss": self.best_val_loss,
             "best_epoch": self.best_epoch,
@@ -213,7 +218,13 @@ class Trainer:
         checkpoint: Checkpoint | None = None,
         stage: str = "training",
         method=None,
+        adapt_gains: bool = False,
     ):
+        """``method``: the loss and batches (default: the config's method). ``adapt_gains``: GainTuning,
+        train only a gain per feature channel of the ``initial_state`` network (see :mod:`.gaintuning`)."""
+        if adapt_gains and method is None:
+            raise ValueError("GainTuning needs its loss (gaintuning.gain_tuning_loss)")
+        self.adapt_gains = adapt_gains
         self.config = config
         self.callback = callback
         self.stop = stop or StopRequest()
@@ -281,7 +292,10 @@ class Trainer:
         if initial_state is not None:
             model.load_state_dict(initial_state)
         model = model.to(device=device, memory_format=fmt)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.training.learning_rate)
+        if self.adapt_gains:
+            model = GainTunedNetwork(model)
+        trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=cfg.training.learning_rate)
         plateau = (
             torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, factor=0.5, patience=max(1, cfg.training.patience // 2)
@@ -301,7 +315,7 @@ class Trainer:
             target_channel_normalizations=list(target_norms) if target_norms else None,
         )
         steps_per_epoch = sampler.steps_per_epoch(cfg.training.batch_size)
-        return _Loop(
+        loop = _Loop(
             sampler=sampler,
             model=model,
             optimizer=optimizer,
@@ -318,6 +332,12 @@ class Trainer:
             total_steps=steps_per_epoch * cfg.training.epochs,
             batch_size=cfg.training.batch_size,
         )
+        if self.adapt_gains:
+            # The unadapted network is the first candidate: an adaptation that does not lower the
+            # held-out loss leaves the model as it was.
+            result.initial_val_loss = self._validate(model, loop.validation, device, precision, fmt)
+            result.best_val_loss = result.initial_val_loss
+        return loop
 
     def _emit_started(self, loop: _Loop) -> None:
         loop.start = time.perf_counter()
@@ -406,7 +426,8 @@ class Trainer:
             loop.epochs_without_gain = 0
             if self.checkpoint and time.perf_counter() - loop.last_checkpoint >= CHECKPOINT_INTERVAL:
                 # A run killed now leaves this checkpoint; its record must not claim the run completed.
-                self.checkpoint(_cpu_state(loop.best_state), {**result.summary(), "stop_reason": "interrupted"})
+                state = _cpu_state(self._network_state(loop))
+                self.checkpoint(state, {**result.summary(), "stop_reason": "interrupted"})
                 loop.last_checkpoint = time.perf_counter()
         else:
             loop.epochs_without_gain += 1
@@ -430,11 +451,14 @@ class Trainer:
         result, model = loop.result, loop.model
         result.elapsed = time.perf_counter() - loop.start
         result.patches_per_second = loop.patches_seen / result.elapsed if result.elapsed > 0 else 0.0
-        model.load_state_dict(loop.best_state)
+        if isinstance(model, GainTunedNetwork):
+            model = model.unwrap(loop.best_state)
+        else:
+            model.load_state_dict(loop.best_state)
         model.eval()
         result.model = model
         if self.checkpoint and result.steps > 0:
-            self.checkpoint(_cpu_state(loop.best_state), result.summary())
+            self.checkpoint(_cpu_state(model.state_dict()), result.summary())
         if loop.device.type == "cuda":
             torch.cuda.empty_cache()  # give GPU memory back as soon as training ends
         state = RunState.STOPPED if result.stop_reason == "stopped" else RunState.COMPLETE
@@ -449,13 +473,21 @@ class Trainer:
         return result
 
     # -- helpers -----------------------------------------------------------------------------
+    @staticmethod
+    def _network_state(loop: _Loop) -> dict:
+        """The best weights as the network's own state dict (GainTuning: gains folded in)."""
+        if isinstance(loop.model, GainTunedNetwork):
+            return loop.model.folded_state(loop.best_state)
+        return loop.best_state
+
     def _validation_batches(self, sampler: PatchSampler, generator: torch.Generator) -> list:
         """Fixed validation batches. A blind-spot loss sees only the masked pixels, so few held-out
         blocks (a single image) give a noisy estimate, too noisy to tell a better model from a worse
         one: such blocks are repeated with independent masks, up to about one mask per pixel."""
         patches = sampler.validation_patches(np.random.default_rng(0))
-        if self.config.is_blind_spot:
-            per_pixel = int(np.ceil(100.0 / self.config.masking.mask_percent))
+        masking = getattr(self.method, "masking", None)
+        if masking is not None:
+            per_pixel = int(np.ceil(100.0 / masking.mask_percent))
             repeats = int(np.clip(VALIDATION_PATCH_BUDGET // len(patches), 1, per_pixel))
             patches = np.concatenate([patches] * repeats)
         size = max(self.config.training.batch_size, 16)
@@ -552,18 +584,23 @@ def train(
     targets: np.ndarray | Sequence[np.ndarray] | None = None,
     target_normalization: Normalization | Sequence[Normalization] | None = None,
     targets_prepared: bool = False,
+    method=None,
+    adapt_gains: bool = False,
 ) -> TrainingResult:
     """Train one network on ``stacks`` (one array or a list of ``(Z, Y, X)``/``(Y, X)`` arrays).
 
     ``targets`` are the paired images of Noise2Noise / CARE (same shapes as ``stacks``); they are
     checked and aligned here unless ``targets_prepared`` says the caller did it (the run does, once).
     This is the engine's building block; a whole run (files, outputs, autoStructN2V) is
-    :func:`denoise_studio.engine.run.run_training`.
+    :func:`denoise_studio.engine.run.run_training`. ``method`` and ``adapt_gains``: see :class:`Trainer`.
     """
     stacks = check_training_images(stacks, config)
     if not targets_prepared:
         targets = prepare_targets(config, stacks, targets)
-    trainer = Trainer(config, callback=callback, stop=stop, checkpoint=checkpoint, stage=stage)
+    trainer = Trainer(
+        config, callback=callback, stop=stop, checkpoint=checkpoint, stage=stage, method=method,
+        adapt_gains=adapt_gains,
+    )  # fmt: skip
     return trainer.fit(
         stacks,
         normalization=normalization,

@@ -21,6 +21,11 @@ class BlindSpotMethod:
         self.struct_kernel = struct_kernel_array(config.masking.struct_mask, self.in_channels)
         self.zero_level: float | torch.Tensor = 0.0
 
+    @property
+    def masking(self):
+        """The blind-spot settings (the validation repeats its blocks with independent masks)."""
+        return self.config.masking
+
     def make_batch(self, patches: np.ndarray, generator: torch.Generator) -> MaskedBatch:
         """Blind spots in every channel group, drawn independently per channel: the noise of one
         channel is independent of the others', so seeing another channel's value at a blind spot
