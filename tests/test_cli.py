@@ -222,3 +222,36 @@ def test_adapt_tunes_the_gains_on_an_image_and_denoises_it(trained_run, workdir,
     assert main(["adapt", run, str(other), "--out", run, "--force", "--max-time", "3"]) == EXIT_BAD_INPUT
     assert "another folder" in assert_one_error_line(capsys)
     assert load_model(run).summary.get("adapted_from") is None, "the source run is untouched"
+
+
+def test_train_sbd_on_clean_images_with_the_noise_of_the_input(workdir, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    clean = [(500 + 300 * np.sin(xx / (5 + k)) * np.cos(yy / (7 + k))).astype(np.float32) for k in range(2)]
+    clean_files = [tmp_path / f"clean{k}.tif" for k in range(2)]
+    for path, image in zip(clean_files, clean, strict=True):
+        tifffile.imwrite(path, image)
+    noisy = tmp_path / "target.tif"
+    tifffile.imwrite(noisy, (3.0 * rng.poisson(clean[0] / 3.0) + rng.normal(0, 4, clean[0].shape)).astype(np.float32))
+    out = tmp_path / "sbd"
+    argv = ["train", str(noisy), "--method", "sbd", "--clean", *map(str, clean_files), "--out", str(out), *TINY_FLAGS]
+    assert main([*argv, "--field-of-view", "40"]) == 0
+    stdout = capsys.readouterr().out
+    assert f"simulated noise: from {noisy}" in stdout
+    model = load_model(out)
+    assert model.method == "sbd" and model.config.simulation.gain == pytest.approx(3.0, rel=0.25)
+    assert model.config.model.depth == 2, "40 px across needs two levels"
+    assert (out / "denoised.tif").exists(), "the input (not the clean images) is denoised"
+    assert tifffile.imread(out / "denoised.tif").shape == clean[0].shape
+    # From a run folder's noise model, with a setting of the user's over it.
+    other = tmp_path / "sbd2"
+    argv = ["train", str(noisy), "--method", "sbd", "--clean", str(clean_files[1]), "--noise-model", str(out),
+            "--out", str(other), "--no-predict", "--set", "row_sigma=2", *TINY_FLAGS]  # fmt: skip
+    assert main(argv) == 0
+    assert load_model(other).config.simulation.row_sigma == 2.0
+    assert load_model(other).config.simulation.noise_source == str(out)
+    capsys.readouterr()
+    assert main(["train", str(noisy), "--method", "sbd", "--out", str(tmp_path / "x")]) == EXIT_BAD_INPUT
+    assert "--clean" in assert_one_error_line(capsys)
+    assert main(["train", str(noisy), "--clean", str(noisy), "--out", str(tmp_path / "y")]) == EXIT_BAD_INPUT
+    assert "belong to --method sbd" in assert_one_error_line(capsys)

@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "make_config": "denoise_studio.api",
+    "with_field_of_view": "denoise_studio.api",
     "train": "denoise_studio.api",
     "adapt": "denoise_studio.api",
     "load_model": "denoise_studio.api",
@@ -31,6 +32,7 @@ _EXPORTS = {
     "extract_mask": "denoise_studio.api",
     "assess": "denoise_studio.api",
     "fit_noise_model": "denoise_studio.api",
+    "simulation_settings": "denoise_studio.api",
     "BatchResult": "denoise_studio.engine.batch",
     "BmzError": "denoise_studio.engine.bmz",
     "Assessment": "denoise_studio.engine.assessment",

@@ -71,6 +71,21 @@ def make_config(
     return _make_single_config(method, mode, preset, values)
 
 
+def with_field_of_view(config: DenoiseConfig, pixels: int) -> DenoiseConfig:
+    """``config`` with the shallowest U-Net that sees at least ``pixels`` across (its depth, and a patch
+    size large enough for that depth). A wide field of view matters most at low SNR, where a pixel's
+    neighbourhood must hold enough signal (Mohan et al., simulation-based denoising)."""
+    from .engine.unet import depth_for_field_of_view
+
+    if isinstance(config, AutoStructConfig):
+        raise ConfigError("field of view: set stage1.model.depth and stage2.model.depth of autoStructN2V instead")
+    if pixels < 3:
+        raise ConfigError(f"field of view: give at least 3 pixels, got {pixels}")
+    depth = depth_for_field_of_view(config.model, pixels)
+    patch = max(config.data.patch_size, 4 * 2**depth)
+    return config.updated({"model.depth": depth, "data.patch_size": patch})
+
+
 AxesInput = str | Sequence[str | None] | None
 
 
@@ -359,6 +374,51 @@ def fit_noise_model(
         read(frames, "calibration frames"), read(dark, "dark frames"), noisy=read(noisy, "noisy image"),
         denoised=read(denoised, "denoised image"),
     )  # fmt: skip
+
+
+def simulation_settings(
+    source: NoiseModel | TrainedModel | ImageInput,
+    *,
+    signal_mean: float | None = None,
+    axes: str | None = None,
+) -> dict[str, Any]:
+    """The ``simulation.*`` settings of simulation-based training (SBD) for the images ``source`` stands for:
+
+    - a trained model or its run folder: its measured noise model (scan-line noise included, from its
+      correlation along X);
+    - a noisy image (file or array, one channel): a noise model fitted on it alone
+      (:func:`~denoise_studio.engine.noise_model.fit_from_noisy`);
+    - a :class:`NoiseModel`.
+
+    ``signal_mean`` (default: that image's mean signal above the dark level) puts the clean images on
+    the target's scale. Pass the result to :func:`make_config`:
+    ``ds.make_config("sbd", overrides=ds.simulation_settings("runs/target"), max_time=120)``, then
+    ``ds.train(clean_images, config)``.
+    """
+    from .engine.noise_model import fit_from_noisy
+    from .engine.simulation import simulation_settings as settings_of
+
+    label = ""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        label = str(path)
+        is_model = path.is_dir() or path.name == "config.json" or is_bmz_zip(path)
+        source = load_model(path) if is_model else _single_channel(path, axes, "noisy image")
+    if isinstance(source, TrainedModel):
+        label = label or source.name
+        if source.noise_model is None:
+            raise InputError(
+                f"{label}: this model has no noise model (one channel, trained on the noisy images alone, has one); "
+                "fit one on the noisy image instead"
+            )
+        noise_model = source.noise_model
+    elif isinstance(source, NoiseModel):
+        noise_model = source
+    else:
+        array = np.asarray(source)
+        noise_model = fit_from_noisy(_single_channel(array, axes, "noisy image"))
+        label = label or "a noisy image"
+    return settings_of(noise_model, signal_mean, source=label)
 
 
 def export_bmz(

@@ -132,19 +132,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--auto-approve and --mask belong to --method autostructn2v")
     if info.pipeline and (args.target or args.target_from or args.deconv_psf or args.register):
         raise UsageError("--target, --target-from, --register and --deconv-psf do not apply to autostructn2v")
+    _check_simulation_flags(args, info.simulated)
     init = _init_model(args, info.pipeline)
     mode = args.mode or (init.mode if init is not None else "2d")
-    config = api.make_config(args.method, mode, args.preset, _train_overrides(args, info.pipeline))
+    overrides = _train_overrides(args, info.pipeline)
+    if info.simulated:
+        # The noise of the images to denoise; --set simulation.* values win over the fitted ones.
+        overrides = api.simulation_settings(args.noise_model or args.input[0], axes=args.axes) | overrides
+    config = api.make_config(args.method, mode, args.preset, overrides)
+    if args.field_of_view is not None:
+        if init is not None:
+            raise UsageError("--field-of-view: the network comes from --init; drop this setting")
+        config = api.with_field_of_view(config, args.field_of_view)
     if info.pipeline and not (config.auto_approve or args.mask or _interactive()):
         raise UsageError("no terminal to review the mask on; pass --auto-approve, or --mask MASK.npy")
     out = Path(args.out)
     overwrite = _confirm_overwrite(out, args.force, is_dir=True)
     from_disk = True if args.from_disk else None
+    # SBD trains on the clean images and denoises the inputs.
+    training_files = args.clean if info.simulated else args.input
     # An image too large for memory (or any, with --from-disk) is trained on from disk, patch by patch.
-    on_disk = [api.reads_from_disk(Path(path), from_disk) for path in args.input]
-    read = [(None, None) if lazy else read_image_meta(path, args.axes) for path, lazy in zip(args.input, on_disk,
-                                                                                              strict=True)]
-    images = [path if lazy else image for path, lazy, (image, _) in zip(args.input, on_disk, read, strict=True)]
+    on_disk = [api.reads_from_disk(Path(path), from_disk) for path in training_files]
+    read = [
+        (None, None) if lazy else read_image_meta(path, args.axes)
+        for path, lazy in zip(training_files, on_disk, strict=True)
+    ]
+    images = [path if lazy else image for path, lazy, (image, _) in zip(training_files, on_disk, read, strict=True)]
     metas = [meta for _, meta in read]
     axes = [args.axes if meta is None else meta.axes for meta in metas]
     # A target has its input's axes (the file's own, or --axes).
@@ -156,8 +169,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     with StopOnSignals(stop):
         run = api.train(
             images, config, targets=targets, run_dir=out, overwrite=overwrite, mask=mask,
-            review=terminal_review, callback=printer, stop=stop, input_files=[*args.input, *(args.target or [])],
-            names=args.input, axes=axes, from_disk=from_disk, init=init, renormalize=args.renormalize,
+            review=terminal_review, callback=printer, stop=stop,
+            input_files=[*args.input, *(args.target or []), *(args.clean or [])], names=training_files, axes=axes,
+            from_disk=from_disk, init=init, renormalize=args.renormalize,
         )  # fmt: skip
     if info.pipeline and run.extraction is not None and (config.auto_approve or mask is not None):
         print_extraction(run.extraction)
@@ -168,12 +182,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_model(run.model, out)
     if args.no_predict:
         return 0
+    if info.simulated:
+        read = [read_image_meta(path, args.axes) for path in args.input]
+        images, metas = [image for image, _ in read], [meta for _, meta in read]
     _denoise_inputs(run.model, args, images, metas, out, printer)
     return 0
 
 
+def _check_simulation_flags(args: argparse.Namespace, simulated: bool) -> None:
+    if simulated and not args.clean:
+        raise UsageError("--method sbd trains on clean images: give them with --clean CLEAN.tif ...")
+    if not simulated and (args.clean or args.noise_model):
+        raise UsageError("--clean and --noise-model belong to --method sbd")
+    if simulated and (args.target or args.target_from or args.register):
+        raise UsageError("--target, --target-from and --register do not apply to sbd: its targets are the clean images")
+
+
 def _print_model(model: api.TrainedModel, out: Path) -> None:
     print(f"model: {out / 'config.json'}")
+    simulation = model.config.simulation
+    if simulation is not None:
+        mean = simulation.signal_mean
+        scale = f", clean images scaled to a mean signal of {mean:.4g}" if mean else ""
+        print(f"simulated noise: from {simulation.noise_source or 'the given settings'}{scale}")
     for index, noise in enumerate(model.noise_models):
         channel = "" if len(model.noise_models) == 1 else f" (channel {index})"
         print(f"noise model{channel}: {noise.describe()}")

@@ -54,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model on noisy images and denoise them")
-    p.add_argument("input", nargs="+", help="TIFF/PNG image(s) or stack(s) to train on")
+    p.add_argument(
+        "input", nargs="+",
+        help="TIFF/PNG image(s) or stack(s) to train on (sbd: the noisy images to denoise; the noise model is "
+        "fitted on the first unless --noise-model)",
+    )  # fmt: skip
     methods = "; ".join(f"{name}: {info.label}" for name, info in METHODS.items())
     p.add_argument("--method", choices=tuple(METHODS), default="n2v", help=methods)
     p.add_argument("--mode", choices=tuple(MODES), help="2d (the default), 2.5d or 3d; with --init, the model's")
@@ -76,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-from", dest="target_from", help="care: target made by a filter: gaussian:1.5, median:5, nlm"
     )
     p.add_argument("--register", action="store_true", help="shift a misaligned target onto the input")
+    p.add_argument(
+        "--clean", nargs="+", metavar="CLEAN",
+        help="sbd: clean (high-SNR, averaged or simulated) images of similar structures to train on",
+    )  # fmt: skip
+    p.add_argument(
+        "--noise-model", dest="noise_model", metavar="RUN_DIR|NOISY",
+        help="sbd: the noise to simulate: a trained model's noise model (its run folder), or one fitted on a "
+        "noisy image (default: the first input)",
+    )  # fmt: skip
+    p.add_argument(
+        "--field-of-view", type=_positive_int, dest="field_of_view", metavar="PIXELS",
+        help="the U-Net gets the smallest depth that sees this far across (wider helps at low SNR)",
+    )  # fmt: skip
     p.add_argument("--deconv-psf", type=float, dest="deconv_psf", help="n2v/n2v2: DecoNoising with a Gaussian PSF")
     p.add_argument("--positivity", type=float, help="DecoNoising: weight of the positivity penalty (default 1)")
     p.add_argument("--auto-approve", action="store_true", help="autostructn2v: approve the extracted mask unseen")

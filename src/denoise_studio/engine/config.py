@@ -251,6 +251,33 @@ class DeconvConfig(_Strict):
     positivity: float = Field(1.0, ge=0.0, le=1000.0, description="Weight of the positivity penalty.")
 
 
+class SimulationConfig(_Strict):
+    """Simulation-based training (SBD): the training images are clean, and Poisson–Gaussian noise
+    (plus optional scan-line offsets) is drawn afresh on them for every batch. The noise parameters are
+    in the intensity units of the images to denoise (a noise model fitted on them)."""
+
+    gain: float | None = Field(
+        None, ge=0.0, description="Intensity of one detected photon or electron (the Poisson part); 0: Gaussian only."
+    )
+    offset: float = Field(0.0, description="Dark level: the signal above it is Poisson.")
+    read_variance: float | None = Field(None, ge=0.0, description="Signal-independent (read) noise variance.")
+    row_sigma: float = Field(
+        0.0, ge=0.0, description="Scan-line noise (EM): standard deviation of an offset shared by each row."
+    )
+    signal_mean: float | None = Field(
+        None,
+        gt=0.0,
+        description="Scale every clean image so that its mean signal above the offset is this (the mean signal "
+        "of the image to denoise): the simulated SNR is then that image's. None: the clean images are already "
+        "in its intensities.",
+    )
+    noise_source: str = Field("", description="Where the noise model came from (a run folder or an image).")
+
+    @property
+    def ready(self) -> bool:
+        return self.gain is not None and self.read_variance is not None and (self.gain > 0 or self.read_variance > 0)
+
+
 class PredictionConfig(_Strict):
     """How the trained model is applied unless a call says otherwise."""
 
@@ -275,6 +302,7 @@ class DenoiseConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     supervised: SupervisedConfig | None = None
     deconv: DeconvConfig | None = None
+    simulation: SimulationConfig | None = None
     prediction: PredictionConfig = Field(default_factory=PredictionConfig)
 
     @model_validator(mode="before")
@@ -363,6 +391,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "training": TrainingConfig,
     "supervised": SupervisedConfig,
     "deconv": DeconvConfig,
+    "simulation": SimulationConfig,
     "prediction": PredictionConfig,
 }
 
@@ -401,7 +430,9 @@ def validation_issues(err: ValidationError) -> list[tuple[str, str]]:
 
 
 _FIELD_PATH = re.compile(r"\b([a-z_0-9]+(?:\.[a-z_0-9]+){1,2})\b")
-_SECTION_NAMES = ("data", "masking", "model", "training", "supervised", "deconv", "extractor", "stage1", "stage2")
+_SECTION_NAMES = (
+    "data", "masking", "model", "training", "supervised", "deconv", "simulation", "extractor", "stage1", "stage2",
+)
 
 
 def format_validation_error(err: ValidationError) -> str:
@@ -465,7 +496,12 @@ def _parse_value(raw: Any) -> Any:
 
 def section_rules(info: registry.MethodInfo) -> dict[str, bool]:
     """Which optional sections a method's config has."""
-    return {"masking": info.blind_spot, "supervised": not info.blind_spot, "deconv": info.supports_deconvolution}
+    return {
+        "masking": info.blind_spot,
+        "supervised": not info.blind_spot,
+        "deconv": info.supports_deconvolution,
+        "simulation": info.simulated,
+    }
 
 
 def apply_overrides(config: DenoiseConfig, overrides: dict[str, Any]) -> DenoiseConfig:

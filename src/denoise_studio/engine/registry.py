@@ -26,6 +26,8 @@ class MethodInfo:
     supports_deconvolution: bool = False
     #: A two-stage pipeline with a review gate between the stages (autoStructN2V).
     pipeline: bool = False
+    #: Trains on clean images with noise drawn from a noise model for every batch (SBD).
+    simulated: bool = False
     modes: tuple[str, ...] = ("2d", "2.5d", "3d")
 
     @property
@@ -67,6 +69,13 @@ METHODS: dict[str, MethodInfo] = {
             "autoencoder",
             "Autoencoder",
             "No second image and no blind spot: a bottleneck network as a quick baseline; smooths fine detail.",
+        ),
+        MethodInfo(
+            "sbd",
+            "Simulation (SBD)",
+            "Clean or simulated images of similar structures plus a noise model (fitted on your noisy image): "
+            "trains on fresh simulated noise every batch; for very low SNR where no clean image of the field exists.",
+            simulated=True,
         ),
         MethodInfo(
             "autostructn2v",

@@ -43,6 +43,7 @@ from .noise_model import NoiseModel, fit_from_prediction
 from .persistence import HISTORY_FILE, RunFolder, save_model, save_noise_models, write_history
 from .pipelines.autostruct import AutoStructPipeline, AutoStructState
 from .registry import METHODS, stop_reason_text
+from .simulation import check_simulation, on_target_scale, simulate, simulation_noise_model
 from .targets import prepare_targets
 from .training import TrainingResult, resolve_device, train
 
@@ -262,11 +263,28 @@ class TrainingRun:
                 return stacks, None
             raw = None if self.raw_targets is None else self._target_samples()
             targets = prepare_targets(config, stacks, raw)
-            self.normalization = fit_channel_normalizations(stacks, config.data)
+            if METHODS[config.method].simulated:
+                stacks = self.images = self._simulation_stacks(stacks)
+            self.normalization = fit_channel_normalizations(
+                [simulate(stack, config.simulation) for stack in stacks] if METHODS[config.method].simulated
+                else stacks, config.data,
+            )  # fmt: skip
             self.target_normalization = fit_channel_normalizations(targets, config.data) if targets else None
             if self.init is not None:
                 self._continue_from(self.init, stacks)
         return stacks, targets
+
+    def _simulation_stacks(self, stacks: list[np.ndarray]) -> list[np.ndarray]:
+        """SBD: the clean images on the target's intensity scale (one channel; in memory)."""
+        simulation = check_simulation(self.config.simulation)
+        if any(is_lazy(stack) for stack in stacks):
+            raise InputError("SBD reads its clean images into memory, and an image here is too large for it; crop it")
+        if stacks[0].shape[0] > 1:
+            raise InputError(
+                f"SBD takes one channel at a time (these images have {stacks[0].shape[0]}): its noise model is one "
+                "channel's; train one channel per run"
+            )
+        return [on_target_scale(stack, simulation, name) for stack, name in zip(stacks, self.names, strict=False)]
 
     def _continue_from(self, init: TrainedModel, stacks: list[np.ndarray]) -> None:
         """The model's channel count must be the images'; its intensity mapping stays (the network
@@ -523,7 +541,10 @@ class TrainingRun:
             for stage, history in histories.items():
                 name = HISTORY_FILE if stage == "training" else f"history_{stage}.csv"
                 write_history(self.run_dir / name, history)
-        model.noise_models = measure_noise_models(model, self.images)
+        if METHODS[model.method].simulated:  # the noise it learnt to remove is the one it drew
+            model.noise_models = [simulation_noise_model(model.config.simulation)]
+        else:
+            model.noise_models = measure_noise_models(model, self.images)
         if model.noise_models and self.run_dir is not None:
             save_noise_models(self.run_dir, model.noise_models)
         self._end(RunResult(model, state, message, self.run_dir, histories, summaries, self._extraction()))

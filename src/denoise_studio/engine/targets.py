@@ -11,6 +11,7 @@ from .config import DenoiseConfig
 from .filters import apply_filter_spec
 from .io import InputError, check_image, check_values
 from .lazy import is_lazy
+from .registry import METHODS
 
 
 def prepare_targets(
@@ -21,9 +22,10 @@ def prepare_targets(
     """The ``(C, Z, Y, X)`` target of every ``(C, Z, Y, X)`` input for ``config.method``, or None when it
     needs none (filters and alignment act channel by channel)."""
     method = config.method
-    if config.is_blind_spot or method == "autoencoder":
+    if METHODS[method].target == "none":
         if targets is not None:
-            raise InputError(f"method {method} learns from the noisy images alone; it takes no target image")
+            source = "clean images and a noise model" if METHODS[method].simulated else "the noisy images alone"
+            raise InputError(f"method {method} learns from {source}; it takes no target image")
         return None
     if any(is_lazy(stack) for stack in stacks):
         raise InputError(

@@ -293,6 +293,24 @@ def receptive_radius(config: ModelConfig, in_channels: int = 1) -> int:
     return _receptive_radius(_probe_key(config, dims=2), in_channels)
 
 
+#: The deepest U-Net the config allows (ModelConfig.depth).
+MAX_DEPTH = 5
+
+
+def field_of_view(config: ModelConfig, in_channels: int = 1) -> int:
+    """The side (pixels) of the square an output pixel of the 2D network sees."""
+    return 2 * receptive_radius(config, in_channels) + 1
+
+
+def depth_for_field_of_view(config: ModelConfig, pixels: int, in_channels: int = 1) -> int:
+    """The smallest depth at which the network (otherwise ``config``) sees at least ``pixels`` across;
+    MAX_DEPTH when none does."""
+    for depth in range(1, MAX_DEPTH + 1):
+        if field_of_view(config.model_copy(update={"depth": depth}), in_channels) >= pixels:
+            return depth
+    return MAX_DEPTH
+
+
 def receptive_radii(config: ModelConfig, in_channels: int = 1, dims: int = 2) -> tuple[int, ...]:
     """How far an output pixel can see along each spatial axis: ``(Y, X)`` in 2D, ``(Z, Y, X)`` in 3D.
 

@@ -4,13 +4,19 @@ The trainer knows nothing about Noise2Void or any other method; adding a method 
 """
 
 from ..config import DenoiseConfig
+from ..registry import METHODS
 from .n2v import BlindSpotMethod
+from .simulated import SimulatedNoiseMethod
 from .supervised import SupervisedMethod
 
 
 def make_method(config: DenoiseConfig, groups: int = 1) -> BlindSpotMethod | SupervisedMethod:
     """The method object for a config's ``method``; ``groups`` image channels trained jointly."""
-    return BlindSpotMethod(config, groups) if config.is_blind_spot else SupervisedMethod(config, groups)
+    if config.is_blind_spot:
+        return BlindSpotMethod(config, groups)
+    if METHODS[config.method].simulated:
+        return SimulatedNoiseMethod(config, groups)
+    return SupervisedMethod(config, groups)
 
 
-__all__ = ["BlindSpotMethod", "SupervisedMethod", "make_method"]
+__all__ = ["BlindSpotMethod", "SimulatedNoiseMethod", "SupervisedMethod", "make_method"]
