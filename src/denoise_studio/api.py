@@ -379,7 +379,7 @@ def fit_noise_model(
 def simulation_settings(
     source: NoiseModel | TrainedModel | ImageInput,
     *,
-    signal_mean: float | None = None,
+    signal: tuple[float, float] | None = None,
     axes: str | None = None,
 ) -> dict[str, Any]:
     """The ``simulation.*`` settings of simulation-based training (SBD) for the images ``source`` stands for:
@@ -390,8 +390,8 @@ def simulation_settings(
       (:func:`~denoise_studio.engine.noise_model.fit_from_noisy`);
     - a :class:`NoiseModel`.
 
-    ``signal_mean`` (default: that image's mean signal above the dark level) puts the clean images on
-    the target's scale. Pass the result to :func:`make_config`:
+    ``signal`` (low, high; default: that image's signal range, the ends of the noise model's bins) puts
+    the clean images on the target's scale. Pass the result to :func:`make_config`:
     ``ds.make_config("sbd", overrides=ds.simulation_settings("runs/target"), max_time=120)``, then
     ``ds.train(clean_images, config)``.
     """
@@ -418,7 +418,7 @@ def simulation_settings(
         array = np.asarray(source)
         noise_model = fit_from_noisy(_single_channel(array, axes, "noisy image"))
         label = label or "a noisy image"
-    return settings_of(noise_model, signal_mean, source=label)
+    return settings_of(noise_model, signal, source=label)
 
 
 def export_bmz(

@@ -50,11 +50,14 @@ def test_scan_line_noise_is_one_offset_per_row():
 
 def test_clean_images_are_put_on_the_targets_scale():
     clean = np.stack([[blobs(1)]])  # (C, Z, Y, X)
-    scaled = on_target_scale(clean, SimulationConfig(gain=1.0, offset=100.0, read_variance=1.0, signal_mean=30.0))
-    assert float(scaled.mean()) == pytest.approx(130.0, rel=1e-4)
+    mapped = SimulationConfig(gain=1.0, offset=100.0, read_variance=1.0, signal_low=110.0, signal_high=300.0)
+    scaled = on_target_scale(clean, mapped)
+    assert np.percentile(scaled, [2, 98]) == pytest.approx([110.0, 300.0], rel=1e-4)
     assert on_target_scale(clean, SIMULATION) is not None and np.allclose(on_target_scale(clean, SIMULATION), clean)
-    with pytest.raises(InputError, match="mean intensity"):
-        on_target_scale(np.zeros((1, 1, 8, 8)), SimulationConfig(gain=1.0, read_variance=1.0, signal_mean=3.0))
+    with pytest.raises(InputError, match="no intensity range"):
+        on_target_scale(np.zeros((1, 1, 8, 8)), mapped)
+    with pytest.raises(ValueError, match="set together"):
+        SimulationConfig(gain=1.0, read_variance=1.0, signal_low=3.0)
 
 
 def test_a_noise_model_from_the_noisy_image_alone():
@@ -87,10 +90,11 @@ def test_simulation_settings_from_an_image_a_run_and_a_noise_model(tmp_path):
     target = 100 + 4.0 * rng.poisson(blobs(9, 128) / 4.0) + rng.normal(0, 5, (128, 128))
     settings = ds.simulation_settings(target)
     assert settings["simulation.gain"] == pytest.approx(4.0, rel=0.2)
-    assert settings["simulation.signal_mean"] > 0
+    low, high = settings["simulation.signal_low"], settings["simulation.signal_high"]
+    assert 95 < low < 120 and 150 < high < 700, (low, high)
     assert settings["simulation.noise_source"] == "a noisy image"
-    given = ds.simulation_settings(NoiseModel(2.0, 0.0, 1.0), signal_mean=50.0)
-    assert given["simulation.gain"] == 2.0 and given["simulation.signal_mean"] == 50.0
+    given = ds.simulation_settings(NoiseModel(2.0, 0.0, 1.0), signal=(5.0, 50.0))
+    assert given["simulation.gain"] == 2.0 and given["simulation.signal_high"] == 50.0
     run = ds.train(target, ds.make_config("n2v", "2d", "fast", TINY), run_dir=tmp_path / "n2v")
     from_run = ds.simulation_settings(tmp_path / "n2v")
     assert from_run["simulation.noise_source"] == str(tmp_path / "n2v")

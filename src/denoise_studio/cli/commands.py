@@ -202,8 +202,8 @@ def _print_model(model: api.TrainedModel, out: Path) -> None:
     print(f"model: {out / 'config.json'}")
     simulation = model.config.simulation
     if simulation is not None:
-        mean = simulation.signal_mean
-        scale = f", clean images scaled to a mean signal of {mean:.4g}" if mean else ""
+        span = simulation.signal_range
+        scale = f", clean images mapped onto intensities {span[0]:.4g}-{span[1]:.4g}" if span else ""
         print(f"simulated noise: from {simulation.noise_source or 'the given settings'}{scale}")
     for index, noise in enumerate(model.noise_models):
         channel = "" if len(model.noise_models) == 1 else f" (channel {index})"

@@ -264,14 +264,28 @@ class SimulationConfig(_Strict):
     row_sigma: float = Field(
         0.0, ge=0.0, description="Scan-line noise (EM): standard deviation of an offset shared by each row."
     )
-    signal_mean: float | None = Field(
+    signal_low: float | None = Field(
         None,
-        gt=0.0,
-        description="Scale every clean image so that its mean signal above the offset is this (the mean signal "
-        "of the image to denoise): the simulated SNR is then that image's. None: the clean images are already "
-        "in its intensities.",
+        description="Map every clean image's 2nd percentile to this intensity, and its 98th to signal_high: the "
+        "signal range of the image to denoise, so the simulated SNR is that image's. None: the clean images are "
+        "already in its intensities.",
     )
+    signal_high: float | None = Field(None, description="See signal_low: the high end of the target's signal range.")
     noise_source: str = Field("", description="Where the noise model came from (a run folder or an image).")
+
+    @model_validator(mode="after")
+    def _check_signal_range(self) -> SimulationConfig:
+        if (self.signal_low is None) != (self.signal_high is None):
+            raise ValueError("simulation.signal_low and simulation.signal_high are set together (or both left empty)")
+        if self.signal_low is not None and not self.signal_low < self.signal_high:
+            raise ValueError(
+                f"simulation.signal_low ({self.signal_low}) must be below simulation.signal_high ({self.signal_high})"
+            )
+        return self
+
+    @property
+    def signal_range(self) -> tuple[float, float] | None:
+        return None if self.signal_low is None else (self.signal_low, self.signal_high)
 
     @property
     def ready(self) -> bool:

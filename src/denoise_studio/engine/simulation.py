@@ -4,8 +4,11 @@ noise of the images to denoise, drawn afresh on clean images for every batch.
 The noise is the Poisson–Gaussian model of :mod:`.noise_model` in the intensity units of the images
 to denoise: ``x = offset + gain · Poisson((s − offset) / gain) + N(0, read_variance)``, plus, for
 scanned (EM) images, an offset shared by each row (``row_sigma``). Clean images from another sample
-are first put on the target's scale (``signal_mean``): their mean signal above the dark level becomes
-the target's, so the simulated images have the target's signal-to-noise ratio.
+are first put on the target's scale: their 2nd–98th percentile range is mapped onto the target's
+signal range (``signal_low``–``signal_high``, the ends of the noise model's measured bins), so the
+simulated images have the target's intensities and signal-to-noise ratio, and the noise is drawn
+where the noise model was measured (offset and read noise are not separately identifiable from
+data alone, so the noise model is trusted only inside its measured range).
 
 Where the noise model comes from: a trained model's (measured on its training image against its
 result, the better estimate), or fitted on the noisy image alone (:func:`.noise_model.fit_from_noisy`).
@@ -55,24 +58,29 @@ def simulate(raw: np.ndarray, config: SimulationConfig, seed: int = 0) -> np.nda
 
 
 def on_target_scale(clean: np.ndarray, config: SimulationConfig, name: str = "clean image") -> np.ndarray:
-    """A clean ``(C, Z, Y, X)`` image on the target's intensity scale (see ``signal_mean``)."""
+    """A clean ``(C, Z, Y, X)`` image on the target's intensity scale (see ``signal_low``)."""
     clean = np.asarray(clean, dtype=np.float32)
-    if config.signal_mean is None:
+    if config.signal_range is None:
         return clean
-    mean = float(clean.mean())
-    if not mean > 0:
-        raise InputError(f"{name}: its mean intensity is {mean:g}; SBD scales clean images by their mean signal")
-    return (config.offset + clean * (config.signal_mean / mean)).astype(np.float32)
+    low, high = (float(v) for v in np.percentile(clean, CLEAN_PERCENTILES))
+    if not high > low:
+        raise InputError(f"{name}: has no intensity range to map (its 2nd and 98th percentiles are both {low:g})")
+    target_low, target_high = config.signal_range
+    return (target_low + (clean - low) * ((target_high - target_low) / (high - low))).astype(np.float32)
 
 
-def mean_signal(noise_model: NoiseModel) -> float | None:
-    """The mean signal above the dark level of the image a noise model was measured on (its bins are
-    quantiles of the denoised intensity), or None without bins."""
+#: The percentiles of a clean image mapped onto the target's signal range: the means of the first and
+#: last of the noise model's 24 quantile bins sit near them.
+CLEAN_PERCENTILES = (2.0, 98.0)
+
+
+def signal_range(noise_model: NoiseModel) -> tuple[float, float] | None:
+    """The signal range of the image a noise model was measured on: the means of its lowest and highest
+    intensity bins (quantile bins of the denoised intensity), or None without bins."""
     bins = noise_model.bins
-    if bins is None or not bins.counts or sum(bins.counts) == 0:
+    if bins is None or len(bins.signal) < 2:
         return None
-    mean = float(np.average(np.asarray(bins.signal), weights=np.asarray(bins.counts, dtype=np.float64)))
-    return max(mean - noise_model.offset, 1e-6)
+    return float(bins.signal[0]), float(bins.signal[-1])
 
 
 def row_sigma(noise_model: NoiseModel, signal: float | None) -> float:
@@ -87,16 +95,19 @@ def row_sigma(noise_model: NoiseModel, signal: float | None) -> float:
     return math.sqrt(share * float(noise_model.variance(level)))
 
 
-def simulation_settings(noise_model: NoiseModel, signal_mean: float | None = None, source: str = "") -> dict[str, Any]:
-    """The ``simulation.*`` config values for a noise model (``signal_mean`` default: its image's)."""
-    if signal_mean is None:
-        signal_mean = mean_signal(noise_model)
+def simulation_settings(
+    noise_model: NoiseModel, signal: tuple[float, float] | None = None, source: str = ""
+) -> dict[str, Any]:
+    """The ``simulation.*`` config values for a noise model (``signal`` range default: its image's)."""
+    signal = signal or signal_range(noise_model)
+    middle = None if signal is None else 0.5 * (signal[0] + signal[1]) - noise_model.offset
     return {
         "simulation.gain": noise_model.gain,
         "simulation.offset": noise_model.offset,
         "simulation.read_variance": noise_model.read_variance,
-        "simulation.row_sigma": round(row_sigma(noise_model, signal_mean), 6),
-        "simulation.signal_mean": signal_mean,
+        "simulation.row_sigma": round(row_sigma(noise_model, middle), 6),
+        "simulation.signal_low": None if signal is None else signal[0],
+        "simulation.signal_high": None if signal is None else signal[1],
         "simulation.noise_source": source,
     }
 
@@ -104,3 +115,21 @@ def simulation_settings(noise_model: NoiseModel, signal_mean: float | None = Non
 def simulation_noise_model(config: SimulationConfig) -> NoiseModel:
     """The noise model a simulation draws from (kept with the trained model, as its noise model)."""
     return NoiseModel(config.gain or 0.0, config.offset, config.read_variance or 0.0, source="given")
+
+
+def complete_simulation(config, settings: dict[str, Any]):
+    """``config`` (an SBD DenoiseConfig) with the ``simulation.*`` values of ``settings`` filled in
+    where the user left them unset (gain and read variance empty, no scan lines, no scale, no source):
+    what the user typed wins over what was fitted."""
+    current = config.simulation
+    unset = {
+        "gain": current.gain is None or current.read_variance is None,
+        "offset": current.gain is None or current.read_variance is None,
+        "read_variance": current.gain is None or current.read_variance is None,
+        "row_sigma": current.row_sigma == 0.0,
+        "signal_low": current.signal_range is None,
+        "signal_high": current.signal_range is None,
+        "noise_source": not current.noise_source,
+    }
+    filled = {key: value for key, value in settings.items() if unset.get(key.split(".", 1)[-1], False)}
+    return config.updated(filled) if filled else config

@@ -172,6 +172,10 @@ class Session:
         self._extra: list = []
         #: The paired image of Noise2Noise / CARE (a second noisy, or a clean acquisition).
         self._target = None
+        #: SBD: the clean images it trains on (held by reference), and whether the noise to simulate is
+        #: the current model's noise model (else it is fitted on the chosen image layer at Start).
+        self._clean: list = []
+        self.noise_from_model = False
         #: The axes of the chosen input layer (and its target), e.g. "CYX"; "" = guessed from its shape
         #: (YX or ZYX). Set from the layer whenever another one is chosen; the user may edit it.
         self.axes = ""
@@ -278,6 +282,42 @@ class Session:
         self._extra = [layer for layer in (self._find(name) for name in names) if layer is not None]
         self.data_changed.emit()
 
+    @property
+    def clean_layers(self) -> list[str]:
+        """SBD: the clean layers it trains on (never the chosen noisy image itself)."""
+        return [layer.name for layer in self._clean if self._alive(layer) and layer is not self._source]
+
+    def set_clean_layers(self, names: list[str]) -> None:
+        self._clean = [layer for layer in (self._find(name) for name in names) if layer is not None]
+        self.data_changed.emit()
+
+    def set_noise_from_model(self, use_model: bool) -> None:
+        self.noise_from_model = use_model
+        self.data_changed.emit()
+
+    @property
+    def simulated(self) -> bool:
+        return METHODS[self.method].simulated
+
+    def simulation_noise(self) -> NoiseModel | None:
+        """SBD: the noise model to simulate when it is the current model's (None: fit it on the image)."""
+        if not (self.simulated and self.noise_from_model):
+            return None
+        noise = self.model.noise_model if self.model is not None else None
+        if noise is None:
+            raise InputError("the current model has no noise model; fit the noise on the image layer instead")
+        return noise
+
+    def clean_training_data(self) -> list[tuple[str, object, str | None]]:
+        """SBD: (name, array, axes) of every clean layer to train on, each checked like the image (cheap)."""
+        if not self.simulated:
+            return []
+        if not self.clean_layers:
+            raise InputError("choose the clean images SBD trains on (Simulation: clean layers)")
+        for name in self.clean_layers:
+            self._checked_layout(name)
+        return [(name, self.layer_array(name), self.axes_for(name)) for name in self.clean_layers]
+
     def set_axes(self, axes: str) -> None:
         """The axes of the chosen layer as the user typed them ("" = guess); checked by the data status."""
         axes = axes.strip().upper()
@@ -332,6 +372,8 @@ class Session:
             self._source, self.lost_source, changed = None, layer.name, True
         if layer in self._extra:
             self._extra, changed = [extra for extra in self._extra if extra is not layer], True
+        if layer in self._clean:
+            self._clean, changed = [clean for clean in self._clean if clean is not layer], True
         if layer is self._target:
             self._target, changed = None, True
         if changed:
@@ -427,6 +469,8 @@ class Session:
         """(name, array, axes) of every other layer to train on, each checked like the chosen one
         (cheap: shape and type). A paired method takes one image and its target, so none then."""
         extra = self.extra_layers
+        if extra and self.simulated:
+            raise InputError("SBD trains on its clean layers; clear 'Also train on'")
         if extra and self.method in TARGET_METHODS:
             raise InputError(
                 f"{METHODS[self.method].label} trains on one image and its target; clear 'Also train on' "
@@ -445,8 +489,16 @@ class Session:
         try:
             layout = self._checked_layout(self.source_layer)
             self.extra_training_data()
+            clean = self.clean_training_data()
+            self.simulation_noise()
         except InputError as err:
             return False, str(err)
+        if self.simulated:
+            noise = "the current model's noise" if self.noise_from_model else "noise fitted on it"
+            return True, (
+                f"{self.source_layer}: {describe_layout(layout)}, to denoise; SBD trains on {len(clean)} clean "
+                f"layer{'s' if len(clean) > 1 else ''} with {noise}"
+            )
         more = f" (and {len(self.extra_layers)} more layer{'s' if len(self.extra_layers) > 1 else ''})"
         more = more if self.extra_layers else ""
         return True, f"{self.source_layer}{more}: {describe_layout(layout)}, ready for {mode_label(self.mode)} training"

@@ -32,10 +32,12 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from ...engine.axes import ImageMeta, layout_for
-from ...engine.config import DeconvConfig, SupervisedConfig
+from ...engine.config import DeconvConfig, DenoiseConfig, SimulationConfig, SupervisedConfig
+from ...engine.data import input_channels
 from ...engine.io import InputError, read_image_meta
 from ...engine.persistence import ModelFileError
 from ...engine.registry import DECONVOLUTION_METHODS, METHODS, MODES, TARGET_METHODS
+from ...engine.unet import field_of_view
 from ...samples import starter_model_path
 from ..state.session import Session, unique_layer_name
 from .binding import ConfigBinding
@@ -51,6 +53,8 @@ OK_STYLE = "color: #30a46c;"
 ERROR_STYLE = "color: #e5484d;"
 #: Methods with a Paired-data box: those that take a target, and the autoencoder (whose box explains it takes none).
 PAIRED_METHODS = (*TARGET_METHODS, "autoencoder")
+NOISE_FROM_IMAGE = "Fitted on the image layer"
+NOISE_FROM_MODEL = "The current model's noise model"
 
 
 class MethodDock(StudioDock):
@@ -125,6 +129,7 @@ class MethodDock(StudioDock):
         self.binding.error_changed.connect(self._show_field_error)
         self.target_box = self._target_box()
         self.deconv_box = self._deconv_box()
+        self.simulation_box = self._simulation_box()
 
         layout = QVBoxLayout(self)
         layout.addWidget(method_box)
@@ -132,6 +137,7 @@ class MethodDock(StudioDock):
         layout.addWidget(workflow_box)
         layout.addWidget(self.target_box)
         layout.addWidget(self.deconv_box)
+        layout.addWidget(self.simulation_box)
         layout.addWidget(self.field_error)
         layout.addStretch(1)
 
@@ -236,6 +242,79 @@ class MethodDock(StudioDock):
         layout.addLayout(grid)
         return box
 
+    def _simulation_box(self) -> QGroupBox:
+        box = QGroupBox("Simulation-based training (SBD)")
+        layout = QVBoxLayout(box)
+        hint = QLabel(
+            "Trains on clean images of similar structures (averages, another sample, simulations) with noise drawn "
+            "afresh for every batch: the noise of the image layer above, which is denoised afterwards."
+        )
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: gray;")
+        layout.addWidget(hint)
+        layout.addWidget(QLabel("Clean layers to train on"))
+        self.clean_list = QListWidget()
+        self.clean_list.setToolTip("Clean (high-SNR) images; each is scaled to the image layer's mean signal.")
+        self.clean_list.setMaximumHeight(90)
+        self.clean_list.itemChanged.connect(self._on_clean_changed)
+        layout.addWidget(self.clean_list)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Noise"))
+        self.noise_combo = QComboBox()
+        self.noise_combo.addItems([NOISE_FROM_IMAGE, NOISE_FROM_MODEL])
+        self.noise_combo.setToolTip(
+            "Fitted on the image layer alone at Start, or the current model's noise model (measured against its "
+            "result: the better estimate, and it holds scan-line noise). Values typed below win over either."
+        )
+        self.noise_combo.currentTextChanged.connect(
+            lambda text: self.session.set_noise_from_model(text == NOISE_FROM_MODEL)
+        )
+        row.addWidget(self.noise_combo, 1)
+        layout.addLayout(row)
+        grid = QGridLayout()
+        grid.setColumnStretch(1, 1)
+        for name in ("gain", "offset", "read_variance", "row_sigma", "signal_low", "signal_high"):
+            self._add_editor(grid, FieldEditor(SimulationConfig, name, ("simulation", name)))
+        layout.addLayout(grid)
+        self.field_of_view_label = QLabel()
+        self.field_of_view_label.setWordWrap(True)
+        self.field_of_view_label.setStyleSheet("color: gray;")
+        layout.addWidget(self.field_of_view_label)
+        return box
+
+    def _refresh_clean_layers(self) -> None:
+        """Every image layer but the chosen one, checked when SBD trains on it."""
+        chosen = set(self.session.clean_layers)
+        self.clean_list.blockSignals(True)
+        self.clean_list.clear()
+        for name in self._layer_names():
+            if name == self.session.source_layer:
+                continue
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if name in chosen else Qt.CheckState.Unchecked)
+            self.clean_list.addItem(item)
+        self.clean_list.blockSignals(False)
+
+    def set_clean_layers(self, names: list[str]) -> None:
+        """Check ``names`` as SBD's clean layers."""
+        self.session.set_clean_layers(names)
+        self._refresh_clean_layers()
+
+    def _on_clean_changed(self, _item=None) -> None:
+        items = [self.clean_list.item(row) for row in range(self.clean_list.count())]
+        self.session.set_clean_layers([item.text() for item in items if item.checkState() == Qt.CheckState.Checked])
+
+    def _show_field_of_view(self) -> None:
+        config = self.session.config
+        if not isinstance(config, DenoiseConfig):
+            return
+        pixels = field_of_view(config.model, input_channels(config.mode))
+        self.field_of_view_label.setText(
+            f"The network sees {pixels} px across (model.depth {config.model.depth}). At low SNR a wider field of "
+            "view helps: raise the depth in Configure."
+        )
+
     def _add_editor(self, grid: QGridLayout, editor: FieldEditor) -> None:
         self.binding.bind(editor)
         self.editors[editor.dotted] = editor
@@ -299,6 +378,7 @@ class MethodDock(StudioDock):
         self._refresh_source_layers()
         self._refresh_target_layers()
         self._refresh_extra_layers()
+        self._refresh_clean_layers()
 
     def _refresh_extra_layers(self) -> None:
         """Every image layer but the chosen one, checked when it is trained on too."""
@@ -372,6 +452,7 @@ class MethodDock(StudioDock):
         if name and name != self.session.source_layer:
             self.session.set_source_layer(name)
             self._refresh_extra_layers()
+            self._refresh_clean_layers()
 
     def _choose_tiff(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Open noisy TIFFs", "", "TIFF images (*.tif *.tiff)")
@@ -510,6 +591,11 @@ class MethodDock(StudioDock):
         paired = method in TARGET_METHODS
         self.target_box.setVisible(training and method in PAIRED_METHODS)
         self.deconv_box.setVisible(training and method in DECONVOLUTION_METHODS)
+        simulated = METHODS[method].simulated
+        self.simulation_box.setVisible(training and simulated)
+        self.extra_section.setVisible(not simulated)
+        if simulated:
+            self._show_field_of_view()
         for dotted, shown in (
             ("supervised.target_from", method == "care"),
             ("supervised.register_target", paired),

@@ -19,17 +19,27 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QSpinBox,
     QVBoxLayout,
 )
 
 from ...api import export_bmz
 from ...engine.batch import BatchResult
-from ...engine.events import ProgressEvent, StateEvent
+from ...engine.events import ProgressEvent, StateEvent, TrainingEvent
+from ...engine.gaintuning import ADAPT_DEFAULTS
 from ...engine.io import InputError
 from ...engine.model import TrainedModel
 from ...engine.prediction import PredictionStopped
 from ..state.session import Session
-from ..workers.inference import Prediction, add_result_layers, predict_file, predict_folder, predict_image
+from ..workers.inference import (
+    Adaptation,
+    Prediction,
+    adapt_to_image,
+    add_result_layers,
+    predict_file,
+    predict_folder,
+    predict_image,
+)
 from ..workers.worker import EngineJob, Outcome, guarded
 from .bmz_dialog import BmzExportDialog, BmzExportRequest
 from .dock import StudioDock
@@ -68,6 +78,8 @@ class ResultsDock(StudioDock):
         #: Processing a folder: (file, files) of the file in progress; None otherwise.
         self._files: tuple[int, int] | None = None
         self._bmz_job: EngineJob | None = None
+        #: Adapting: the time budget, for the progress bar.
+        self._adapt_budget: float | None = None
 
         # -- model card --
         self.card = QGroupBox("Model")
@@ -126,8 +138,23 @@ class ResultsDock(StudioDock):
         self.stop_button = QPushButton("Stop")
         self.stop_button.clicked.connect(self.stop)
         self.stop_button.setEnabled(False)
+        self.adapt_button = QPushButton("Adapt to this image")
+        self.adapt_button.setToolTip(
+            "GainTuning: tune a gain per feature channel of the model on the chosen layer alone (blind-spot loss; "
+            "held-out blocks keep the gains only if they help), save the adapted model as a new run, make it the "
+            "current model and denoise the layer with it. For an image unlike the ones the model learnt from."
+        )
+        self.adapt_button.clicked.connect(self.adapt)
+        self.adapt_time = QSpinBox()
+        self.adapt_time.setRange(5, 3600)
+        self.adapt_time.setValue(int(ADAPT_DEFAULTS["max_time"]))
+        self.adapt_time.setSuffix(" s")
+        self.adapt_time.setToolTip("Time budget of the adaptation; it often ends sooner, once the gains stop helping.")
         buttons = QHBoxLayout()
         buttons.addWidget(self.process_button)
+        buttons.addWidget(self.adapt_button)
+        buttons.addWidget(QLabel("at most"))
+        buttons.addWidget(self.adapt_time)
         buttons.addWidget(self.stop_button)
         self.progress = QProgressBar()
         self.progress.setRange(0, PROGRESS_STEPS)
@@ -224,6 +251,7 @@ class ResultsDock(StudioDock):
     def _update_buttons(self) -> None:
         running = self.job is not None or self.quality.job is not None  # cleared when the job's outcome arrives
         self.process_button.setEnabled(self.session.model is not None and not running)
+        self.adapt_button.setEnabled(self.session.model is not None and not running)
         self.bmz_button.setEnabled(self.session.model is not None and not running and self._bmz_job is None)
         self.stop_button.setEnabled(self.job is not None)
         self.open_button.setEnabled(self.session.comparison is not None)
@@ -320,12 +348,92 @@ class ResultsDock(StudioDock):
             return self._refuse(reason)
         return True
 
+    def adapt(self) -> bool:
+        """GainTuning of the current model to the chosen layer, then that layer denoised with the adapted model,
+        which becomes the session's model; returns False (and says why) if it cannot start."""
+        model = self.session.model
+        if model is None:
+            return self._refuse("no model yet: train one, or import one in Method and Data")
+        name = self.layer_combo.currentText()
+        if not self.from_layer.isChecked() or not name:
+            return self._refuse("choose the layer to adapt to (Process Data: Layer)")
+        try:
+            image = self.session.layer_array(name)  # read by the job
+            axes = self.session.axes_for(name)
+            meta = self.session.layer_meta(name, axes)
+        except InputError as err:
+            return self._refuse(str(err))
+        reason = self.session.busy_reason()
+        if reason:
+            return self._refuse(reason)
+        training_id = f"{self.session.new_training_id()}-adapted"
+        run_dir, out_dir = self.session.models_dir(training_id), self.session.results_dir(training_id)
+        budget = float(self.adapt_time.value())
+
+        def call(callback, stop) -> Adaptation:
+            return adapt_to_image(model, image, name, run_dir, out_dir, callback, stop, axes, meta, budget)
+
+        self.process_status.setStyleSheet("")
+        self.process_status.setText(f"Adapting the model to {name}…")
+        self.progress.setValue(0)
+        self.progress.setFormat("starting")
+        self._files, self._adapt_budget = None, budget
+        job = EngineJob(f"adapting the model to {name}", call)
+        self.job, self._job_model, self._job_axes = job, model, axes
+        on_done = guarded(self._on_adapted, lambda message: self._status(f"Failed: {message}", ok=False))
+        self._update_buttons()
+        reason = self.session.run_job(job, f"adapting the model to {name}", on_done, self._on_progress)
+        if reason:
+            self.job = None
+            return self._refuse(reason)
+        return True
+
+    def _on_adapted(self, outcome: Outcome) -> None:
+        self.job, self._job_model, self._adapt_budget = None, None, None
+        axes, self._job_axes = self._job_axes, None
+        self._update_buttons()
+        if not outcome.ok:
+            self.progress.setFormat("failed")
+            self._status(f"Failed: {outcome.message}", ok=False)
+            show_error(f"Adaptation failed: {outcome.message}")
+            return
+        adaptation: Adaptation = outcome.value
+        result = adaptation.result
+        if result.model is None:
+            self.progress.setFormat("stopped")
+            self._status(f"Stopped before the first step; the model is unchanged. {result.message}", ok=False)
+            return
+        self.session.set_model(result.model)
+        summary = result.model.summary
+        helped = summary.get("best_epoch", 0) > 0
+        verdict = "adapted" if helped else "the gains did not help: the adapted model equals the original"
+        text = (
+            f"GainTuning {result.state.value} in {summary.get('elapsed_s', 0):.0f} s: held-out loss "
+            f"{summary.get('initial_val_loss', float('nan')):.4g} → {result.model.best_val_loss:.4g} ({verdict}). "
+            f"Saved to {result.run_dir}."
+        )
+        self.progress.setValue(PROGRESS_STEPS)
+        self.progress.setFormat("done" if adaptation.prediction is not None else "stopped")
+        prediction = adaptation.prediction
+        if prediction is not None and prediction.arrays:
+            names = add_result_layers(self.session, result.model, prediction, axes=axes)
+            if prediction.source in self.viewer.layers:
+                self.session.set_comparison(prediction.source, names)
+            text += f" Denoised: {', '.join(str(path) for path in prediction.files.values())}"
+        self._status(text, ok=True)
+        show_info(text)
+
     def stop(self) -> None:
         if self.job is not None and self.job.running:
             self.job.request_stop()
             self.process_status.setText("Stopping…")
 
     def _on_progress(self, event: ProgressEvent) -> None:
+        if isinstance(event, TrainingEvent):  # adapting: the budget bounds it
+            budget = self._adapt_budget or 1.0
+            self.progress.setValue(int(min(event.elapsed / budget, 1.0) * PROGRESS_STEPS))
+            self.progress.setFormat(f"adapting · epoch {event.epoch} · {format_duration(event.time_left)}")
+            return
         if isinstance(event, StateEvent):
             if event.steps:  # many files: which one, and what became of the last
                 self._files = (event.step, event.steps)

@@ -310,7 +310,11 @@ class TrainingDock(StudioDock):
                 # A missing target refuses the start here; its alignment is checked in the job.
                 found = session.target_data()
                 extra = session.extra_training_data()
-                run = TrainingRun(session, source, image, None if found is None else found[1], init=init, extra=extra)
+                clean, noise = session.clean_training_data(), session.simulation_noise()
+                run = TrainingRun(
+                    session, source, image, None if found is None else found[1], init=init, extra=extra,
+                    clean=clean, noise=noise,
+                )  # fmt: skip
             except (InputError, ConfigError) as err:
                 reason = str(err)
         what = "Start" if init is None else "Continue training"

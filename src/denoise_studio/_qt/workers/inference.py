@@ -6,12 +6,14 @@ an input layer is never replaced, and an earlier result file never overwritten.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tifffile
 import torch
 
+from ...api import adapt
 from ...engine.axes import ImageMeta
 from ...engine.batch import BatchResult, predict_files
 from ...engine.events import ProgressCallback, StopRequest
@@ -19,6 +21,7 @@ from ...engine.lazy import is_on_disk
 from ...engine.model import TrainedModel
 from ...engine.outputs import Prediction, predict_and_write, predict_file_outputs, predict_lazy_outputs
 from ...engine.registry import method_label
+from ...engine.run import RunResult
 from ..state.session import Session, layer_shape, read_pixels, unique_layer_name
 
 STAGE_LABELS = {"stage1": "stage 1", "stage2": "stage 2"}
@@ -85,6 +88,45 @@ def predict_file(
     return result
 
 
+@dataclass
+class Adaptation:
+    """What adapting a model to a layer gives: the run (its model, how it ended) and the layer denoised with it."""
+
+    result: RunResult
+    prediction: Prediction | None = None
+
+
+def adapt_to_image(
+    model: TrainedModel,
+    image,
+    source: str,
+    run_dir: Path,
+    out_dir: Path,
+    callback: ProgressCallback,
+    stop: StopRequest,
+    axes: str | None = None,
+    meta: ImageMeta | None = None,
+    max_time: float | None = None,
+) -> Adaptation:
+    """GainTuning of ``model`` to a layer's pixels (worker thread: read here), then that layer denoised
+    with the adapted model into ``out_dir``; a stopped adaptation keeps its best gains and denoises nothing."""
+    pixels = read_pixels(image)
+    adapted = None
+    try:
+        result = adapt(model, pixels, run_dir=run_dir, axes=axes, max_time=max_time, callback=callback, stop=stop)
+        adapted = result.model
+        if adapted is None or result.stopped:
+            return Adaptation(result)
+        prediction = predict_and_write(
+            adapted, pixels, out_dir, axes=axes, meta=meta, source=source, stem=source, unique=True,
+            callback=callback, stop=stop,
+        )  # fmt: skip
+        return Adaptation(result, prediction)
+    finally:
+        if adapted is not None:
+            adapted.release_device_memory()
+
+
 def predict_folder(
     model: TrainedModel,
     folder: Path,
@@ -102,7 +144,7 @@ def predict_folder(
 
 
 def result_layer_name(model: TrainedModel, source: str, which: str) -> str:
-    method = method_label(model.method)
+    method = method_label(model.method) + (", adapted" if model.summary.get("adapted_from") else "")
     if which == "denoised":
         return f"{source} denoised ({method})"
     if which == "deconvolved":

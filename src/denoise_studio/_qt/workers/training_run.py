@@ -17,15 +17,18 @@ import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
+from ...api import simulation_settings
 from ...engine.config import AutoStructConfig, ConfigError, MaskExtractorConfig
 from ...engine.events import ProgressEvent, RunState, StopRequest
 from ...engine.mask_extraction import MaskExtractionResult
 from ...engine.model import TrainedModel
+from ...engine.noise_model import NoiseModel
 from ...engine.outputs import Prediction, predict_and_write
 from ...engine.pipelines.autostruct import AutoStructState, check_mask
 from ...engine.prediction import PredictionStopped
 from ...engine.run import Approve, Regenerate, RunResult, SkipStage2, continuing_config
 from ...engine.run import TrainingRun as EngineRun
+from ...engine.simulation import complete_simulation
 from ..state.session import Session, read_pixels
 from .inference import add_result_layers, release_device_memory
 from .worker import EngineJob, EventRelay, Outcome, guarded
@@ -65,13 +68,23 @@ class TrainingRun(QObject):
     notice = Signal(str)
 
     def __init__(
-        self, session: Session, source: str, image, target=None, init: TrainedModel | None = None, extra=()
+        self,
+        session: Session,
+        source: str,
+        image,
+        target=None,
+        init: TrainedModel | None = None,
+        extra=(),
+        clean=(),
+        noise: NoiseModel | None = None,
     ):
         """``image`` and ``target`` (the raw paired image of Noise2Noise, CARE) are the layers' arrays as
         they hold them: a lazy (dask, zarr) layer is read in the first job, never on the GUI thread; the
         target is checked and aligned there too. Both have the session's axes. ``init``: continue training
         this model (its network and normalisation, the session's other settings). ``extra``: (name, array,
-        axes) of more layers to train on; only the first image is denoised afterwards."""
+        axes) of more layers to train on; only the first image is denoised afterwards. SBD: ``clean`` (name,
+        array, axes) are the images it trains on, ``image`` the one it denoises, and the noise to simulate is
+        ``noise`` or, when None, fitted on ``image`` in the first job (config values the user set win)."""
         super().__init__()
         self.session = session
         self.init = init
@@ -88,6 +101,8 @@ class TrainingRun(QObject):
         self.image = image
         self._target = target
         self._extra = list(extra)
+        self._clean = list(clean)
+        self._noise = noise
         self.training_id = session.new_training_id()
         self.run_dir = session.models_dir(self.training_id)
         self.results_dir = session.results_dir(self.training_id)
@@ -167,10 +182,16 @@ class TrainingRun(QObject):
         target, self._target = self._target, None
         extra, self._extra = self._extra, []
         images = [self.image, *(read_pixels(array) for _name, array, _axes in extra)]
+        names, axes = [self.source, *(name for name, _, _ in extra)], [self.axes, *(axes for _, _, axes in extra)]
+        if self._clean:  # SBD: trains on the clean layers with the noise of the image it denoises
+            clean, self._clean = self._clean, []
+            noise = self._noise if self._noise is not None else self.image
+            self.config = complete_simulation(self.config, simulation_settings(noise, axes=self.axes))
+            images = [read_pixels(array) for _name, array, _axes in clean]
+            names, axes = [name for name, _, _ in clean], [axes for _, _, axes in clean]
         self.engine = EngineRun(
-            self.config, images, targets=None if target is None else [read_pixels(target)],
-            run_dir=self.run_dir, names=[self.source, *(name for name, _, _ in extra)],
-            axes=[self.axes, *(axes for _, _, axes in extra)], callback=self._relay, stop=self.stop, init=self.init,
+            self.config, images, targets=None if target is None else [read_pixels(target)], run_dir=self.run_dir,
+            names=names, axes=axes, callback=self._relay, stop=self.stop, init=self.init,
         )  # fmt: skip
         self.engine.start()
         return self._after_step()
