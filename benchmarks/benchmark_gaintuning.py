@@ -15,7 +15,6 @@ One run, one process, one machine: compare the rows with each other, not with an
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from denoise_studio.engine.io import load_image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_fmd import DEFAULT_DATA, pairs  # noqa: E402
 from benchmark_presets import score  # noqa: E402
-from report import machine, write_section  # noqa: E402
+from report import keep_row, machine, read_rows, write_section  # noqa: E402
 
 #: Source image -> the targets it is adapted to: other samples of its modality, and the other modality.
 PLAN = {
@@ -76,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if not all(path.exists() for path, _, _ in available.values()):
         print(f"real data not available under {args.data}; nothing to measure")
         return 0
-    rows = []
-    if args.results and args.results.exists():
-        rows = [json.loads(line) for line in args.results.read_text().splitlines()]
+    rows = read_rows(args.results)
     own: dict[str, float] = {row["target"]: row["own_psnr"] for row in rows if row.get("own_psnr") is not None}
     for source, targets in ({} if args.report else PLAN).items():
         todo = [t for t in targets if not any(r["source"] == source and r["target"] == t for r in rows)]
@@ -102,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     own[target] = round(score(own_model.predict(noisy), reference, affine), 2)
                 row["own_psnr"] = own[target]
             rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.results:
-                with args.results.open("a") as out:
-                    out.write(json.dumps(row) + "\n")
+            keep_row(row, args.results)
     text = table(rows)
     print("\n".join(text))
     gains = [row["after_psnr"] - row["before_psnr"] for row in rows]

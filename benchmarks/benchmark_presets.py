@@ -15,7 +15,6 @@ the rows with each other, not with another machine's.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from denoise_studio.engine.metrics import affine_psnr, psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_fmd import DEFAULT_DATA, pairs  # noqa: E402
-from report import machine, write_section  # noqa: E402
+from report import keep_row, machine, read_rows, write_section  # noqa: E402
 
 PRESETS = ("fast", "balanced", "quality")
 LABELS = {"fast": "Fast", "balanced": "Balanced", "quality": "High Quality"}
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"real data not available ({', '.join(missing)} missing under {args.data}); nothing to measure")
         return 0
-    rows = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results and args.results.exists() else []  # noqa: E501
+    rows = read_rows(args.results)
     for name, noisy_path, reference_path, affine in [] if args.report else chosen:
         noisy = np.squeeze(load_image(noisy_path)).astype(np.float32)
         reference = np.squeeze(load_image(reference_path)).astype(np.float32)
@@ -119,10 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"pair": name, "noisy_psnr": round(score(noisy, reference, affine), 2)}
             row |= run_preset(preset, noisy, reference, affine, args.balanced_max_time)
             rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.results:
-                with args.results.open("a") as out:
-                    out.write(json.dumps(row) + "\n")
+            keep_row(row, args.results)
     names = [name for name, *_ in chosen]
     text = "\n".join(table(rows, names))
     print(text)

@@ -16,7 +16,6 @@ One run, one process, one machine: compare the rows with each other, not with an
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from denoise_studio.engine.metrics import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_fmd import DEFAULT_DATA  # noqa: E402
-from report import machine, write_section  # noqa: E402
+from report import keep_row, machine, read_rows, write_section  # noqa: E402
 
 SAMPLES = ("fish", "BPAE_G", "BPAE_B", "mice")
 RUNS = ("n2v", "sbd", "sbd_wide")
@@ -92,19 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     if not all((folder / f"{name}_noisy.tif").exists() for name in SAMPLES):
         print(f"real data not available under {folder}; nothing to measure")
         return 0
-    rows = []
-    if args.results and args.results.exists():
-        rows = [json.loads(line) for line in args.results.read_text().splitlines()]
+    rows = read_rows(args.results)
     for target in [] if args.report else SAMPLES:
         for run in RUNS:
             if any(row["target"] == target and row["run"] == run for row in rows):
                 continue
             row = train_and_score(run, target, folder)
             rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.results:
-                with args.results.open("a") as out:
-                    out.write(json.dumps(row) + "\n")
+            keep_row(row, args.results)
     text = table(rows)
     print("\n".join(text))
     if rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -52,3 +53,18 @@ def machine() -> str:
         f"{model}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"{'native' if native_bf16() else 'no native'} bf16 ({os.cpu_count()} cores)"
     )
+
+
+def read_rows(path: Path | None) -> list[dict]:
+    """The JSON-lines rows a benchmark kept in ``path`` (none when there is no file)."""
+    if path is None or not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def keep_row(row: dict, path: Path | None) -> None:
+    """Print a measured row and append it to ``path``, so that a rerun skips it."""
+    print(json.dumps(row), flush=True)
+    if path is not None:
+        with path.open("a") as out:
+            out.write(json.dumps(row) + "\n")

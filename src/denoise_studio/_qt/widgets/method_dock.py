@@ -284,17 +284,7 @@ class MethodDock(StudioDock):
 
     def _refresh_clean_layers(self) -> None:
         """Every image layer but the chosen one, checked when SBD trains on it."""
-        chosen = set(self.session.clean_layers)
-        self.clean_list.blockSignals(True)
-        self.clean_list.clear()
-        for name in self._layer_names():
-            if name == self.session.source_layer:
-                continue
-            item = QListWidgetItem(name)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked if name in chosen else Qt.CheckState.Unchecked)
-            self.clean_list.addItem(item)
-        self.clean_list.blockSignals(False)
+        self._fill_checklist(self.clean_list, self.session.clean_layers)
 
     def set_clean_layers(self, names: list[str]) -> None:
         """Check ``names`` as SBD's clean layers."""
@@ -302,8 +292,7 @@ class MethodDock(StudioDock):
         self._refresh_clean_layers()
 
     def _on_clean_changed(self, _item=None) -> None:
-        items = [self.clean_list.item(row) for row in range(self.clean_list.count())]
-        self.session.set_clean_layers([item.text() for item in items if item.checkState() == Qt.CheckState.Checked])
+        self.session.set_clean_layers(_checked(self.clean_list))
 
     def _show_field_of_view(self) -> None:
         config = self.session.config
@@ -382,17 +371,20 @@ class MethodDock(StudioDock):
 
     def _refresh_extra_layers(self) -> None:
         """Every image layer but the chosen one, checked when it is trained on too."""
-        chosen = set(self.session.extra_layers)
-        self.extra_list.blockSignals(True)
-        self.extra_list.clear()
+        self._fill_checklist(self.extra_list, self.session.extra_layers)
+
+    def _fill_checklist(self, checklist: QListWidget, chosen: list[str]) -> None:
+        """Every image layer but the chosen image layer, checked when in ``chosen``."""
+        checklist.blockSignals(True)
+        checklist.clear()
         for name in self._layer_names():
             if name == self.session.source_layer:
                 continue
             item = QListWidgetItem(name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if name in chosen else Qt.CheckState.Unchecked)
-            self.extra_list.addItem(item)
-        self.extra_list.blockSignals(False)
+            checklist.addItem(item)
+        checklist.blockSignals(False)
 
     def set_extra_layers(self, names: list[str]) -> None:
         """Check ``names`` in 'Also train on' (and train on them)."""
@@ -400,8 +392,7 @@ class MethodDock(StudioDock):
         self._refresh_extra_layers()
 
     def _on_extra_changed(self, _item=None) -> None:
-        items = [self.extra_list.item(row) for row in range(self.extra_list.count())]
-        self.session.set_extra_layers([item.text() for item in items if item.checkState() == Qt.CheckState.Checked])
+        self.session.set_extra_layers(_checked(self.extra_list))
 
     def _refresh_source_layers(self) -> None:
         names = self._layer_names()
@@ -650,3 +641,8 @@ class MethodDock(StudioDock):
     def _set_status(label: QLabel, ok: bool, message: str) -> None:
         label.setText(("✓ " if ok else "✗ ") + message)
         label.setStyleSheet(OK_STYLE if ok else ERROR_STYLE)
+
+
+def _checked(checklist: QListWidget) -> list[str]:
+    items = [checklist.item(row) for row in range(checklist.count())]
+    return [item.text() for item in items if item.checkState() == Qt.CheckState.Checked]
