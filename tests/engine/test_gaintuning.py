@@ -128,3 +128,13 @@ def test_refusals(trained, tmp_path):
         ds.adapt(trained, synthetic_image((64, 64)), run_dir=trained.run_dir, max_time=2)
     with pytest.raises(PipelineStateError, match="GainTuning"):
         TrainingRun(trained.config, [synthetic_image((64, 64))], adapt=True)
+
+
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_stacks_adapt_in_their_mode(mode):
+    stack = np.stack([synthetic_image((64, 64), seed=z) for z in range(20)]) * 100 + 1000
+    extra = {"patch_size_z": 4, "pool_z": False} if mode == "3d" else {}
+    source = ds.train(stack, ds.make_config("n2v", mode, "fast", {**TINY, **extra})).model
+    adapted = ds.adapt(source, stack * 2 + 50, max_time=3, seed=0).model
+    assert adapted.mode == mode and adapted.config.model == source.config.model
+    assert adapted.predict(stack).shape == stack.shape
