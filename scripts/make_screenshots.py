@@ -128,6 +128,32 @@ def autostruct_config_shot(studio) -> None:
     studio.method.method_buttons["n2v"].setChecked(True)
 
 
+def adapt_and_sbd_shots(viewer, studio) -> None:
+    """GainTuning of the trained model to another field (the Results dock), and the Method dock's SBD box
+    with the denoised result ticked as a clean layer."""
+    source = studio.session.source_layer
+    image = viewer.layers[source].data
+    viewer.add_image(image[::-1] * 1.6 + 25, name="another field")
+    studio.show_tab("results")
+    results = studio.results
+    results.from_layer.setChecked(True)
+    results.layer_combo.setCurrentText("another field")
+    results.adapt_time.setValue(30)
+    results.adapt()
+    wait_until(lambda: results.job is None)
+    settle(1.0)
+    grab(results, "results_adapt.png")
+    denoised = studio.session.comparison[1][0] if studio.session.comparison else None
+    studio.show_tab("method")
+    studio.method.method_buttons["sbd"].setChecked(True)
+    studio.method.select_layer(source)
+    if denoised:
+        studio.method.set_clean_layers([denoised])
+    settle(0.5)
+    grab(studio.method, "method_dock_sbd.png")
+    studio.method.method_buttons["n2v"].setChecked(True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-autostruct", action="store_true", help="only the Noise2Void screenshots")
@@ -135,6 +161,9 @@ def main() -> int:
         "--only-new", action="store_true", help="only the CARE method dock and the Compare dock (no N2V training)"
     )
     parser.add_argument("--only-quality", action="store_true", help="a short N2V training, then the quality panel")
+    parser.add_argument(
+        "--only-adapt-sbd", action="store_true", help="a short N2V training, then GainTuning and the SBD box"
+    )
     args = parser.parse_args()
     IMAGES.mkdir(parents=True, exist_ok=True)
     settings.set_default_workspace(Path(tempfile.mkdtemp(prefix="denoise-studio-shots-")))
@@ -168,6 +197,10 @@ def main() -> int:
         quality_shots(viewer, studio)
         viewer.close()
         return 0
+    if args.only_adapt_sbd:
+        adapt_and_sbd_shots(viewer, studio)
+        viewer.close()
+        return 0
     grab(studio.training, "training_dock.png")
     window_shot(viewer, "viewer_with_docks.png")
 
@@ -180,6 +213,7 @@ def main() -> int:
     quality_shots(viewer, studio)
     denoised = studio.session.comparison[1][0] if studio.session.comparison else None
     compare_shots(viewer, studio, denoised)
+    adapt_and_sbd_shots(viewer, studio)
 
     if not args.skip_autostruct:
         autostruct_config_shot(studio)
