@@ -221,6 +221,12 @@ def test_adapt_tunes_the_gains_on_an_image_and_denoises_it(trained_run, workdir,
     assert "already exists" in assert_one_error_line(capsys)
     assert main(["adapt", run, str(other), "--out", run, "--force", "--max-time", "3"]) == EXIT_BAD_INPUT
     assert "another folder" in assert_one_error_line(capsys)
+    # The image adapted to is an input of the run: a run folder holding it is never cleared.
+    inside = out / "denoised.tif"
+    before = inside.read_bytes()
+    assert main(["adapt", run, str(inside), "--out", str(out), "--force", "--max-time", "3"]) == EXIT_BAD_INPUT
+    assert inside.read_bytes() == before
+    capsys.readouterr()
     assert load_model(run).summary.get("adapted_from") is None, "the source run is untouched"
 
 
@@ -234,7 +240,9 @@ def test_train_sbd_on_clean_images_with_the_noise_of_the_input(workdir, tmp_path
     noisy = tmp_path / "target.tif"
     tifffile.imwrite(noisy, (3.0 * rng.poisson(clean[0] / 3.0) + rng.normal(0, 4, clean[0].shape)).astype(np.float32))
     out = tmp_path / "sbd"
-    argv = ["train", str(noisy), "--method", "sbd", "--clean", *map(str, clean_files), "--out", str(out), *TINY_FLAGS]
+    flags = [flag for flag in TINY_FLAGS if flag != "depth=1"]
+    flags = [flag for i, flag in enumerate(flags) if not (flag == "--set" and flags[i + 1].startswith("--"))]
+    argv = ["train", str(noisy), "--method", "sbd", "--clean", *map(str, clean_files), "--out", str(out), *flags]
     assert main([*argv, "--field-of-view", "40"]) == 0
     stdout = capsys.readouterr().out
     assert f"simulated noise: from {noisy}" in stdout
@@ -255,3 +263,7 @@ def test_train_sbd_on_clean_images_with_the_noise_of_the_input(workdir, tmp_path
     assert "--clean" in assert_one_error_line(capsys)
     assert main(["train", str(noisy), "--clean", str(noisy), "--out", str(tmp_path / "y")]) == EXIT_BAD_INPUT
     assert "belong to --method sbd" in assert_one_error_line(capsys)
+    argv = ["train", str(noisy), "--method", "sbd", "--clean", str(noisy), "--field-of-view", "40", "--set", "depth=3",
+            "--out", str(tmp_path / "z")]  # fmt: skip
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "drop --set depth" in assert_one_error_line(capsys)

@@ -75,15 +75,22 @@ def with_field_of_view(config: DenoiseConfig, pixels: int) -> DenoiseConfig:
     """``config`` with the shallowest U-Net that sees at least ``pixels`` across (its depth, and a patch
     size large enough for that depth). A wide field of view matters most at low SNR, where a pixel's
     neighbourhood must hold enough signal (Mohan et al., simulation-based denoising)."""
-    from .engine.unet import depth_for_field_of_view
+    from .engine.unet import depth_for_field_of_view, field_of_view
 
     if isinstance(config, AutoStructConfig):
         raise ConfigError("field of view: set stage1.model.depth and stage2.model.depth of autoStructN2V instead")
     if pixels < 3:
         raise ConfigError(f"field of view: give at least 3 pixels, got {pixels}")
     depth = depth_for_field_of_view(config.model, pixels)
-    patch = max(config.data.patch_size, 4 * 2**depth)
-    return config.updated({"model.depth": depth, "data.patch_size": patch})
+    widest = field_of_view(config.model.model_copy(update={"depth": depth}))
+    if widest < pixels:
+        raise ConfigError(f"field of view: the deepest U-Net (depth {depth}) sees {widest} px; ask for at most that")
+    step = 2**depth
+    # A patch of at least four steps of the deepest level, and a whole number of them.
+    values = {"model.depth": depth, "data.patch_size": max(-(-config.data.patch_size // step) * step, 4 * step)}
+    if config.mode == "3d" and config.model.pool_z:
+        values["data.patch_size_z"] = max(-(-config.data.patch_size_z // step) * step, step)
+    return config.updated(values)
 
 
 AxesInput = str | Sequence[str | None] | None
@@ -198,6 +205,7 @@ def adapt(
     axes: str | None = None,
     callback: ProgressCallback | None = None,
     stop: StopRequest | None = None,
+    input_files: Sequence[str | os.PathLike] = (),
 ) -> RunResult:
     """GainTuning: adapt ``model`` (or its run folder) to one ``image`` it has not seen, by tuning a
     gain per feature channel of its network with the blind-spot loss on that image; blocks until done.
@@ -208,6 +216,7 @@ def adapt(
     ``run_dir`` like any run (``adapted_from`` and the held-out loss before and after in its summary).
     ``max_time`` (seconds, default 60) bounds it; ``stop.set()`` ends it keeping the best gains so far.
     Any single-network model, and autoStructN2V's final network (with its mask), can be adapted.
+    ``input_files`` (the file an array was read from) are never overwritten by the run.
     """
     from .engine.gaintuning import adaptation_config
 
@@ -216,8 +225,8 @@ def adapt(
     config = adaptation_config(model.config, max_time=max_time, learning_rate=learning_rate, seed=seed)
     arrays, names, files, found_axes = _as_images(image, axes, from_disk=False)
     return run_training(
-        config, arrays, run_dir=run_dir, overwrite=overwrite, callback=callback, stop=stop, input_files=files,
-        names=names, axes=found_axes, init=model, adapt=True,
+        config, arrays, run_dir=run_dir, overwrite=overwrite, callback=callback, stop=stop,
+        input_files=[*files, *input_files], names=names, axes=found_axes, init=model, adapt=True,
     )  # fmt: skip
 
 
@@ -406,6 +415,9 @@ def simulation_settings(
         source = load_model(path) if is_model else _single_channel(path, axes, "noisy image")
     if isinstance(source, TrainedModel):
         label = label or source.name
+        if source.config.simulation is not None:  # an SBD model: the noise it simulated, as it simulated it
+            values = source.config.simulation.model_dump()
+            return {f"simulation.{key}": value for key, value in values.items()} | {"simulation.noise_source": label}
         if source.noise_model is None:
             raise InputError(
                 f"{label}: this model has no noise model (one channel, trained on the noisy images alone, has one); "

@@ -10,7 +10,7 @@ import denoise_studio as ds
 from denoise_studio.engine.config import ModelConfig
 from denoise_studio.engine.data import Normalization
 from denoise_studio.engine.errors import InputError, PipelineStateError
-from denoise_studio.engine.gaintuning import GainTunedNetwork, adaptation_config, gain_tuning_loss
+from denoise_studio.engine.gaintuning import GainTunedNetwork, adaptation_config, gain_tuning_loss, output_relation
 from denoise_studio.engine.run import TrainingRun
 from denoise_studio.engine.unet import build_model
 from tests.conftest import TINY, synthetic_image
@@ -106,8 +106,21 @@ def test_a_paired_model_adapts_in_its_output_scale(tmp_path):
     adapted = ds.adapt(care, synthetic_image((64, 64), seed=4) * 100 + 1000, max_time=3, seed=0).model
     assert adapted.method == "care"
     assert adapted.target_normalization == care.target_normalization
-    out = adapted.predict(noisy)
-    assert abs(float(out.mean()) - float(clean.mean())) < 0.2 * float(clean.mean())
+    out, before = adapted.predict(noisy), care.predict(noisy)
+    assert abs(float(out.mean()) - float(before.mean())) < 0.05 * float(before.mean())
+    assert float(out.std()) == pytest.approx(float(before.std()), rel=0.25)  # the contrast is kept too
+
+
+def test_the_output_relation_is_the_signal_slope_not_the_noisy_one():
+    class Doubling:  # a perfect denoiser answering on a scale 3x the input's, plus 5
+        def predict(self, block, axes):
+            return 3.0 * signal + 5.0
+
+    rng = np.random.default_rng(0)
+    signal = (synthetic_image((64, 64), sigma=0.0) * 10 + 100)[np.newaxis, np.newaxis]
+    noisy = signal + rng.normal(0, 10, signal.shape)  # as much noise as signal spread
+    (a, b), = output_relation(Doubling(), noisy)
+    assert a == pytest.approx(3.0, rel=0.05) and b == pytest.approx(5.0, abs=30.0)
 
 
 def test_the_struct_mask_of_an_autostruct_model_is_kept(tmp_path):

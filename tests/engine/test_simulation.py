@@ -10,8 +10,15 @@ import denoise_studio as ds
 from denoise_studio.engine.config import SimulationConfig
 from denoise_studio.engine.errors import ConfigError, InputError
 from denoise_studio.engine.metrics import psnr
-from denoise_studio.engine.noise_model import NoiseModel, binned_means, fit_from_noisy, fit_poisson_gaussian
-from denoise_studio.engine.simulation import add_noise, on_target_scale, row_sigma, simulate
+from denoise_studio.engine.noise_model import (
+    NoiseModel,
+    binned_means,
+    fit_from_noisy,
+    fit_from_prediction,
+    fit_poisson_gaussian,
+    measure_row_variance,
+)
+from denoise_studio.engine.simulation import add_noise, on_target_scale, simulate
 from tests.conftest import SHARED_DATA, TINY
 
 
@@ -34,9 +41,10 @@ def test_the_simulated_noise_follows_the_poisson_gaussian_model():
     noisy = add_noise(raw, SIMULATION, torch.Generator().manual_seed(0))
     assert abs(float(noisy.mean()) - 500.0) < 1.0
     assert float(noisy.var()) == pytest.approx(4.0 * 400.0 + 25.0, rel=0.05)
-    # Below the dark level only the read noise remains.
+    # Below the dark level only the read noise remains, around the clean value (no bias to the dark level).
     dark = add_noise(torch.full((200, 200), 80.0), SIMULATION, torch.Generator().manual_seed(1))
     assert float(dark.var()) == pytest.approx(25.0, rel=0.08)
+    assert abs(float(dark.mean()) - 80.0) < 0.2
 
 
 def test_scan_line_noise_is_one_offset_per_row():
@@ -76,13 +84,24 @@ def test_a_noise_model_from_the_noisy_image_alone():
         fit_from_noisy(np.full((64, 64), np.nan))
 
 
-def test_scan_line_noise_is_read_from_a_measured_correlation():
-    kernel = np.full((5, 5), 0.0)
-    kernel[2, :] = 0.3  # the same correlation at every X lag: row offsets hold 30 % of the variance
-    kernel[2, 2] = 1.0
-    model = NoiseModel(gain=0.0, offset=0.0, read_variance=10.0).with_correlation(kernel)
-    assert row_sigma(model, None) == pytest.approx(np.sqrt(3.0))
-    assert row_sigma(NoiseModel(gain=0.0, offset=0.0, read_variance=10.0), None) == 0.0
+def test_scan_line_noise_is_measured_at_full_strength():
+    # White noise of variance 4 plus row offsets of variance 9, measured as every run measures it.
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:256, :256]
+    clean = 500 + 100 * np.sin(xx / 11.0) * np.cos(yy / 17.0)
+    noisy = clean + rng.normal(0, 2.0, clean.shape) + rng.normal(0, 3.0, (256, 1))
+    for measured in (fit_from_prediction(noisy, clean), fit_from_noisy(noisy)):
+        assert measured.row_variance == pytest.approx(9.0, rel=0.2)
+        assert "scan lines" in measured.describe()
+        assert NoiseModel.from_dict(measured.to_dict()).row_variance == measured.row_variance
+        settings = ds.simulation_settings(measured)
+        assert settings["simulation.row_sigma"] == pytest.approx(3.0, rel=0.1)
+        simulated = simulate(clean.astype(np.float32), SimulationConfig(**{
+            key.split(".")[1]: value for key, value in settings.items() if key.split(".")[1] != "noise_source"
+        }))  # fmt: skip
+        assert float((simulated - clean).mean(axis=1).var()) == pytest.approx(9.0, rel=0.3)  # the stripes
+    assert measure_row_variance(clean + rng.normal(0, 2.0, clean.shape)) < 0.1  # next to none without scan lines
+    assert measure_row_variance(np.full((64, 64), 3.0) + rng.normal(0, 2.0, (64, 64))) == 0.0
 
 
 def test_simulation_settings_from_an_image_a_run_and_a_noise_model(tmp_path):
@@ -102,6 +121,11 @@ def test_simulation_settings_from_an_image_a_run_and_a_noise_model(tmp_path):
     care = ds.train(target, ds.make_config("care", "2d", "fast", TINY), targets=blobs(9, 128)).model
     with pytest.raises(InputError, match="no noise model"):
         ds.simulation_settings(care)
+    # An SBD model gives the noise it simulated, scan lines and signal range included.
+    sbd = ds.make_config("sbd", "2d", "fast", {**TINY, "gain": 2.0, "read_variance": 1.0, "row_sigma": 1.5,
+                                               "signal_low": 5.0, "signal_high": 50.0})  # fmt: skip
+    again = ds.simulation_settings(ds.train(blobs(1), sbd).model)
+    assert again["simulation.row_sigma"] == 1.5 and again["simulation.signal_high"] == 50.0
 
 
 def test_sbd_trains_on_clean_images_and_denoises_the_target(tmp_path):
@@ -145,8 +169,14 @@ def test_the_field_of_view_sets_the_depth_and_the_patch():
     wide = ds.with_field_of_view(config, 150)
     assert wide.model.depth == 4 and wide.data.patch_size >= 64
     assert ds.with_field_of_view(config, 20).model.depth == 1
+    odd = ds.with_field_of_view(config.updated({"patch_size": 72}), 150)  # rounded up to a multiple of 16
+    assert odd.data.patch_size == 80
+    deep = ds.with_field_of_view(ds.make_config("n2v", "3d", "fast", {"patch_size_z": 8}), 150)
+    assert deep.data.patch_size_z % 16 == 0
     with pytest.raises(ConfigError, match="field of view"):
         ds.with_field_of_view(config, 1)
+    with pytest.raises(ConfigError, match="at most"):
+        ds.with_field_of_view(config, 5000)
 
 
 @pytest.mark.realdata

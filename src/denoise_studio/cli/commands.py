@@ -143,6 +143,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.field_of_view is not None:
         if init is not None:
             raise UsageError("--field-of-view: the network comes from --init; drop this setting")
+        if any(key in ("depth", "model.depth") for key in _parse_sets(args.set or [])):
+            raise UsageError("--field-of-view sets the depth; drop --set depth, or --field-of-view")
         config = api.with_field_of_view(config, args.field_of_view)
     if info.pipeline and not (config.auto_approve or args.mask or _interactive()):
         raise UsageError("no terminal to review the mask on; pass --auto-approve, or --mask MASK.npy")
@@ -247,7 +249,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     with StopOnSignals(stop):
         run = api.adapt(
             model, image, run_dir=out, overwrite=overwrite, max_time=args.max_time, learning_rate=args.learning_rate,
-            seed=args.seed, axes=meta.axes, callback=printer, stop=stop,
+            seed=args.seed, axes=meta.axes, callback=printer, stop=stop, input_files=[args.input],
         )  # fmt: skip
     if run.model is None:
         print(f"GainTuning {run.state.value}: {run.message}; no model was kept")

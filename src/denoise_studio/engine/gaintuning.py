@@ -172,15 +172,18 @@ def adaptation_config(
 
 
 def output_relation(model, block: np.ndarray) -> list[tuple[float, float]]:
-    """Per channel, ``(a, b)`` with ``model(x) ≈ a·x + b`` on ``block`` (``(C, Z, Y, X)``, raw): how the
-    model's output intensities relate to its input's (least squares)."""
+    """Per channel, ``(a, b)`` with ``model(x) ≈ a·s + b`` on ``block`` (``(C, Z, Y, X)``, raw), ``s`` the
+    signal in the input's intensities: how the model's output intensities relate to its input's.
+
+    The input is regressed on the answer, not the answer on the input: the answer is nearly noise-free
+    and the input is not, and a slope fitted across the noise would shrink by Var(s) / (Var(s) + Var(n))."""
     answer = model.predict(block, axes="CZYX")
     relation = []
     for channel in range(block.shape[0]):
         x = block[channel].astype(np.float64).ravel()
         y = answer[channel].astype(np.float64).ravel()
-        spread = float(x.var())
-        a = float(np.mean((x - x.mean()) * (y - y.mean())) / spread) if spread > 0 else 1.0
+        covariance = float(np.mean((x - x.mean()) * (y - y.mean())))
+        a = float(y.var()) / covariance if covariance > 0 else 1.0
         relation.append((a, float(y.mean() - a * x.mean())))
     return relation
 

@@ -299,6 +299,11 @@ class TrainingRun:
             return
         self.normalization = init.normalizations
         if self.adapt and init.target_normalization is not None:
+            if channels > 1 and not init.joint:
+                raise InputError(
+                    f"GainTuning of a {init.title} model of {channels} independent channels is not supported: its "
+                    "channels answer on different scales; adapt a single-channel or a jointly trained model"
+                )
             self.target_normalization = init.output_normalizations
         if self.target_normalization is not None and init.target_normalization is not None:
             self.target_normalization = init.output_normalizations

@@ -2,8 +2,9 @@
 noise of the images to denoise, drawn afresh on clean images for every batch.
 
 The noise is the Poisson–Gaussian model of :mod:`.noise_model` in the intensity units of the images
-to denoise: ``x = offset + gain · Poisson((s − offset) / gain) + N(0, read_variance)``, plus, for
-scanned (EM) images, an offset shared by each row (``row_sigma``). Clean images from another sample
+to denoise: ``x = s + gain · (Poisson(λ) − λ) + N(0, read_variance)`` with ``λ = max(s − offset, 0) / gain``
+(shot noise above the dark level, zero-mean everywhere), plus, for scanned (EM) images, an offset
+shared by each row (``row_sigma``). Clean images from another sample
 are first put on the target's scale: their 2nd–98th percentile range is mapped onto the target's
 signal range (``signal_low``–``signal_high``, the ends of the noise model's measured bins), so the
 simulated images have the target's intensities and signal-to-noise ratio, and the noise is drawn
@@ -37,12 +38,12 @@ def check_simulation(config: SimulationConfig | None) -> SimulationConfig:
 
 def add_noise(raw: torch.Tensor, config: SimulationConfig, generator: torch.Generator | None = None) -> torch.Tensor:
     """``raw`` clean intensities (any shape whose last two axes are Y, X) with simulated noise."""
-    signal = (raw - config.offset).clamp(min=0.0)
-    noisy = torch.full_like(raw, config.offset)
+    noisy = raw.clone()
     if config.gain:
-        noisy = noisy + config.gain * torch.poisson(signal / config.gain, generator=generator)
-    else:
-        noisy = noisy + signal
+        # Zero-mean shot noise: below the dark level there is none, and the mean stays the clean value
+        # (a clamp to the dark level would teach the network a biased background).
+        photons = (raw - config.offset).clamp(min=0.0) / config.gain
+        noisy = noisy + config.gain * (torch.poisson(photons, generator=generator) - photons)
     if config.read_variance:
         noisy = noisy + math.sqrt(config.read_variance) * torch.randn(raw.shape, generator=generator)
     if config.row_sigma:
@@ -83,29 +84,16 @@ def signal_range(noise_model: NoiseModel) -> tuple[float, float] | None:
     return float(bins.signal[0]), float(bins.signal[-1])
 
 
-def row_sigma(noise_model: NoiseModel, signal: float | None) -> float:
-    """Scan-line noise in a measured noise model: row offsets correlate the noise along X at every
-    lag alike, so the correlation at the kernel's farthest X lag is their share of the variance."""
-    kernel = noise_model.correlation_kernel
-    if kernel.shape[0] < 3:
-        return 0.0
-    centre = kernel.shape[0] // 2
-    share = max(float(kernel[centre, -1]), 0.0)
-    level = noise_model.offset + (signal or 0.0)
-    return math.sqrt(share * float(noise_model.variance(level)))
-
-
 def simulation_settings(
     noise_model: NoiseModel, signal: tuple[float, float] | None = None, source: str = ""
 ) -> dict[str, Any]:
     """The ``simulation.*`` config values for a noise model (``signal`` range default: its image's)."""
     signal = signal or signal_range(noise_model)
-    middle = None if signal is None else 0.5 * (signal[0] + signal[1]) - noise_model.offset
     return {
         "simulation.gain": noise_model.gain,
         "simulation.offset": noise_model.offset,
         "simulation.read_variance": noise_model.read_variance,
-        "simulation.row_sigma": round(row_sigma(noise_model, middle), 6),
+        "simulation.row_sigma": round(math.sqrt(noise_model.row_variance), 6),
         "simulation.signal_low": None if signal is None else signal[0],
         "simulation.signal_high": None if signal is None else signal[1],
         "simulation.noise_source": source,
@@ -114,7 +102,10 @@ def simulation_settings(
 
 def simulation_noise_model(config: SimulationConfig) -> NoiseModel:
     """The noise model a simulation draws from (kept with the trained model, as its noise model)."""
-    return NoiseModel(config.gain or 0.0, config.offset, config.read_variance or 0.0, source="given")
+    return NoiseModel(
+        config.gain or 0.0, config.offset, config.read_variance or 0.0, source="given",
+        row_variance=config.row_sigma**2,
+    )  # fmt: skip
 
 
 def complete_simulation(config, settings: dict[str, Any]):
@@ -123,10 +114,11 @@ def complete_simulation(config, settings: dict[str, Any]):
     what the user typed wins over what was fitted."""
     current = config.simulation
     unset = {
-        "gain": current.gain is None or current.read_variance is None,
-        "offset": current.gain is None or current.read_variance is None,
-        "read_variance": current.gain is None or current.read_variance is None,
-        "row_sigma": current.row_sigma == 0.0,
+        "gain": current.gain is None,
+        # The dark level belongs to the fitted gain (the curve is gain·(s − offset) + read).
+        "offset": current.gain is None,
+        "read_variance": current.read_variance is None,
+        "row_sigma": current.row_sigma == 0.0,  # 0: none typed; the noise model's, if it has scan lines
         "signal_low": current.signal_range is None,
         "signal_high": current.signal_range is None,
         "noise_source": not current.noise_source,

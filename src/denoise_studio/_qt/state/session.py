@@ -469,8 +469,8 @@ class Session:
         """(name, array, axes) of every other layer to train on, each checked like the chosen one
         (cheap: shape and type). A paired method takes one image and its target, so none then."""
         extra = self.extra_layers
-        if extra and self.simulated:
-            raise InputError("SBD trains on its clean layers; clear 'Also train on'")
+        if self.simulated:
+            return []  # SBD trains on its clean layers ('Also train on' is hidden for it)
         if extra and self.method in TARGET_METHODS:
             raise InputError(
                 f"{METHODS[self.method].label} trains on one image and its target; clear 'Also train on' "
@@ -504,8 +504,9 @@ class Session:
         return True, f"{self.source_layer}{more}: {describe_layout(layout)}, ready for {mode_label(self.mode)} training"
 
     # -- models ---------------------------------------------------------------------------------
-    def new_training_id(self) -> str:
-        base = f"{_timestamp()}-{self.method}"
+    def new_training_id(self, method: str | None = None) -> str:
+        """A new run name: the time and the method (the session's unless given)."""
+        base = f"{_timestamp()}-{method or self.method}"
         candidate, index = base, 2
         while candidate in self._training_ids:
             candidate, index = f"{base}-{index}", index + 1

@@ -254,7 +254,9 @@ class MethodDock(StudioDock):
         layout.addWidget(hint)
         layout.addWidget(QLabel("Clean layers to train on"))
         self.clean_list = QListWidget()
-        self.clean_list.setToolTip("Clean (high-SNR) images; each is scaled to the image layer's mean signal.")
+        self.clean_list.setToolTip(
+            "Clean (high-SNR) images; each one's 2nd-98th percentiles are mapped onto the image layer's signal range."
+        )
         self.clean_list.setMaximumHeight(90)
         self.clean_list.itemChanged.connect(self._on_clean_changed)
         layout.addWidget(self.clean_list)

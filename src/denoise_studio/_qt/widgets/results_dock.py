@@ -366,7 +366,7 @@ class ResultsDock(StudioDock):
         reason = self.session.busy_reason()
         if reason:
             return self._refuse(reason)
-        training_id = f"{self.session.new_training_id()}-adapted"
+        training_id = f"{self.session.new_training_id(model.method)}-adapted"
         run_dir, out_dir = self.session.models_dir(training_id), self.session.results_dir(training_id)
         budget = float(self.adapt_time.value())
 
