@@ -79,7 +79,12 @@ SCIENTIFIC = {"learning_rate"}
 #: Suffixes shown in spin boxes.
 SUFFIXES = {"max_time": " s", "mask_percent": " %", "val_fraction": "", "max_shift": " px", "psf_sigma": " px"}
 #: What the bottom of an optional number's range (standing for None) reads as.
-NONE_TEXT = {"seed": "random", "psf_sigma": "off"}
+NONE_TEXT = {
+    "seed": "random",
+    "psf_sigma": "off",
+    # SBD: empty simulation values are fitted at Start (from the image or the chosen noise model).
+    **dict.fromkeys(("gain", "read_variance", "signal_low", "signal_high"), "fitted at Start"),
+}
 #: Largest value offered for unbounded numbers.
 UNBOUNDED_INT = 1_000_000
 UNBOUNDED_FLOAT = 7 * 24 * 3600.0
