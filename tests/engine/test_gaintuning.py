@@ -133,6 +133,13 @@ def test_the_struct_mask_of_an_autostruct_model_is_kept(tmp_path):
     assert adapted.config.masking.struct_mask == source.config.masking.struct_mask
 
 
+def test_a_crop_smaller_than_the_training_patches_adapts_with_smaller_patches(trained):
+    crop = synthetic_image((40, 40), seed=8) * 300 + 3000  # patches of 32 leave no room beside held-out blocks
+    adapted = ds.adapt(trained, crop, max_time=2, seed=0).model
+    assert adapted.config.data.patch_size == 20 and adapted.config.model == trained.config.model
+    assert adapted.predict(crop).shape == crop.shape
+
+
 def test_refusals(trained, tmp_path):
     two_channels = np.stack([synthetic_image((64, 64), seed=s) for s in (1, 2)])
     with pytest.raises(InputError, match="channel"):

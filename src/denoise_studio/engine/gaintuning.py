@@ -188,6 +188,19 @@ def output_relation(model, block: np.ndarray) -> list[tuple[float, float]]:
     return relation
 
 
+def adaptation_patch(config: DenoiseConfig, stacks: list[np.ndarray]) -> DenoiseConfig:
+    """``config`` with a patch small enough for the smallest image (``(C, Z, Y, X)``): the network is
+    convolutional, so the adaptation may draw smaller patches than it trained on, and a crop of a few
+    patches still leaves room beside its held-out blocks. At most half the smallest side, a multiple of
+    the U-Net's step, and never below the smallest patch the network takes."""
+    step = 2**config.model.depth
+    side = min(min(stack.shape[-2:]) for stack in stacks)
+    fitting = max((side // 2) // step * step, 4 * step)
+    if fitting >= config.data.patch_size:
+        return config
+    return config.updated({"data.patch_size": fitting})
+
+
 def gain_tuning_loss(
     config: DenoiseConfig,
     groups: int,

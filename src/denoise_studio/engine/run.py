@@ -35,7 +35,7 @@ from .config import METHOD_VALUES, AutoStructConfig, DenoiseConfig, MaskExtracto
 from .data import Normalization, check_training_images, fit_channel_normalizations
 from .errors import ConfigError, InputError, PipelineStateError
 from .events import ProgressCallback, RunState, StopRequest
-from .gaintuning import RELATION_PIXELS, gain_tuning_loss, output_relation
+from .gaintuning import RELATION_PIXELS, adaptation_patch, gain_tuning_loss, output_relation
 from .lazy import is_lazy, is_on_disk, lazy_samples
 from .mask_extraction import MaskExtractionResult
 from .model import STAGE1, TrainedModel, now_iso
@@ -260,6 +260,7 @@ class TrainingRun:
             config: DenoiseConfig = self.config
             if self.adapt:
                 self._continue_from(self.init, stacks)
+                self.config = adaptation_patch(config, stacks)
                 return stacks, None
             raw = None if self.raw_targets is None else self._target_samples()
             targets = prepare_targets(config, stacks, raw)
