@@ -393,8 +393,8 @@ def simulation_settings(
 ) -> dict[str, Any]:
     """The ``simulation.*`` settings of simulation-based training (SBD) for the images ``source`` stands for:
 
-    - a trained model or its run folder: its measured noise model (scan-line noise included, from its
-      correlation along X);
+    - a trained model or its run folder: its measured noise model (scan lines included: its
+      ``row_variance``); an SBD model: the noise it simulated;
     - a noisy image (file or array, one channel): a noise model fitted on it alone
       (:func:`~denoise_studio.engine.noise_model.fit_from_noisy`);
     - a :class:`NoiseModel`.

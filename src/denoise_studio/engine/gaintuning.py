@@ -212,8 +212,7 @@ def gain_tuning_loss(
     normalisation, put on the output's scale by ``relation`` (raw ``a·x + b`` per channel, see
     :func:`output_relation`; None: the same scale) and normalised as the output (``raw = value·scale + offset``)."""
     masked = config.model_copy(update={"masking": masking_for(config), "method": "n2v"})
-    count = groups if groups > 1 else 1
-    ins, outs = input_norms[:count], output_norms[:count]
+    ins, outs = input_norms[:groups], output_norms[:groups]
     if len(outs) < len(ins):
         outs = outs * len(ins)
     relation = relation or [(1.0, 0.0)]

@@ -264,12 +264,12 @@ class TrainingRun:
                 return stacks, None
             raw = None if self.raw_targets is None else self._target_samples()
             targets = prepare_targets(config, stacks, raw)
+            fitted_on = stacks
             if METHODS[config.method].simulated:
+                # SBD: the clean images on the target's scale; the input's mapping from one noisy draw of them.
                 stacks = self.images = self._simulation_stacks(stacks)
-            self.normalization = fit_channel_normalizations(
-                [simulate(stack, config.simulation) for stack in stacks] if METHODS[config.method].simulated
-                else stacks, config.data,
-            )  # fmt: skip
+                fitted_on = [simulate(stack, config.simulation) for stack in stacks]
+            self.normalization = fit_channel_normalizations(fitted_on, config.data)
             self.target_normalization = fit_channel_normalizations(targets, config.data) if targets else None
             if self.init is not None:
                 self._continue_from(self.init, stacks)
@@ -299,14 +299,13 @@ class TrainingRun:
         if self.renormalize:
             return
         self.normalization = init.normalizations
-        if self.adapt and init.target_normalization is not None:
-            if channels > 1 and not init.joint:
-                raise InputError(
-                    f"GainTuning of a {init.title} model of {channels} independent channels is not supported: its "
-                    "channels answer on different scales; adapt a single-channel or a jointly trained model"
-                )
-            self.target_normalization = init.output_normalizations
-        if self.target_normalization is not None and init.target_normalization is not None:
+        if self.adapt and init.target_normalization is not None and channels > 1 and not init.joint:
+            raise InputError(
+                f"GainTuning of a {init.title} model of {channels} independent channels is not supported: its "
+                "channels answer on different scales; adapt a single-channel or a jointly trained model"
+            )
+        # The model answers in its target's scale: a continued paired run, and an adaptation, keep it.
+        if init.target_normalization is not None and (self.adapt or self.target_normalization is not None):
             self.target_normalization = init.output_normalizations
 
     def _target_samples(self) -> list[np.ndarray]:
@@ -356,10 +355,6 @@ class TrainingRun:
             normalization=self.normalization, targets=targets, target_normalization=self.target_normalization,
             targets_prepared=True, initial_state=initial, method=method, adapt_gains=self.adapt,
         )  # fmt: skip
-        if self.adapt and self.target_normalization is not None:
-            result.target_normalization = self.target_normalization[0]
-            if len(self.target_normalization) > 1:
-                result.target_channel_normalizations = list(self.target_normalization)
         histories = {"training": result.history}
         if result.steps == 0:
             self._end_without_model(histories, {"training": result.summary()})

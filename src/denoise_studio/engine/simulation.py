@@ -27,6 +27,10 @@ from .config import SimulationConfig
 from .errors import ConfigError, InputError
 from .noise_model import NoiseModel
 
+#: The percentiles of a clean image mapped onto the target's signal range: the means of the first and
+#: last of the noise model's 24 quantile bins sit near them.
+CLEAN_PERCENTILES = (2.0, 98.0)
+
 
 def check_simulation(config: SimulationConfig | None) -> SimulationConfig:
     """The simulation settings of an SBD run, refused (naming the fields) when they hold no noise model."""
@@ -68,11 +72,6 @@ def on_target_scale(clean: np.ndarray, config: SimulationConfig, name: str = "cl
         raise InputError(f"{name}: has no intensity range to map (its 2nd and 98th percentiles are both {low:g})")
     target_low, target_high = config.signal_range
     return (target_low + (clean - low) * ((target_high - target_low) / (high - low))).astype(np.float32)
-
-
-#: The percentiles of a clean image mapped onto the target's signal range: the means of the first and
-#: last of the noise model's 24 quantile bins sit near them.
-CLEAN_PERCENTILES = (2.0, 98.0)
 
 
 def signal_range(noise_model: NoiseModel) -> tuple[float, float] | None:

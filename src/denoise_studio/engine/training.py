@@ -270,6 +270,9 @@ class Trainer:
                 raise InputError("paired training needs its images in memory; this one is read from disk")
             target_norms = _channel_norms(target_normalization, targets, cfg)
             targets = [normalize_channels(t, target_norms) for t in targets]
+        elif target_normalization is not None:
+            # No targets but an output scale of its own (GainTuning of a paired model): it is kept.
+            target_norms = _channel_norms(target_normalization, images, cfg)
         if self.method is None:
             self.method = make_method(cfg, channels if joint else 1)
         if hasattr(self.method, "set_normalization"):

@@ -235,11 +235,7 @@ class MethodDock(StudioDock):
         hint.setWordWrap(True)
         hint.setStyleSheet("color: gray;")
         layout.addWidget(hint)
-        grid = QGridLayout()
-        grid.setColumnStretch(1, 1)
-        for name in ("psf_sigma", "positivity"):
-            self._add_editor(grid, FieldEditor(DeconvConfig, name, ("deconv", name)))
-        layout.addLayout(grid)
+        layout.addLayout(self._editor_grid(DeconvConfig, "deconv", ("psf_sigma", "positivity")))
         return box
 
     def _simulation_box(self) -> QGroupBox:
@@ -273,11 +269,8 @@ class MethodDock(StudioDock):
         )
         row.addWidget(self.noise_combo, 1)
         layout.addLayout(row)
-        grid = QGridLayout()
-        grid.setColumnStretch(1, 1)
-        for name in ("gain", "offset", "read_variance", "row_sigma", "signal_low", "signal_high"):
-            self._add_editor(grid, FieldEditor(SimulationConfig, name, ("simulation", name)))
-        layout.addLayout(grid)
+        fields = ("gain", "offset", "read_variance", "row_sigma", "signal_low", "signal_high")
+        layout.addLayout(self._editor_grid(SimulationConfig, "simulation", fields))
         self.field_of_view_label = QLabel()
         self.field_of_view_label.setWordWrap(True)
         self.field_of_view_label.setStyleSheet("color: gray;")
@@ -305,6 +298,14 @@ class MethodDock(StudioDock):
             f"The network sees {pixels} px across (model.depth {config.model.depth}). At low SNR a wider field of "
             "view helps: raise the depth in Configure."
         )
+
+    def _editor_grid(self, model, section: str, names: tuple[str, ...]) -> QGridLayout:
+        """A label | editor grid of the ``section`` fields ``names``, bound to the session's config."""
+        grid = QGridLayout()
+        grid.setColumnStretch(1, 1)
+        for name in names:
+            self._add_editor(grid, FieldEditor(model, name, (section, name)))
+        return grid
 
     def _add_editor(self, grid: QGridLayout, editor: FieldEditor) -> None:
         self.binding.bind(editor)
