@@ -82,3 +82,23 @@ def test_sbd_with_the_current_models_noise(studio, qtbot, synchronous):
     run = widget.training.run
     assert widget.session.model.method == "sbd", (run.state, run.message, widget.session.method)
     assert widget.session.model.config.simulation.gain == noise.gain
+
+
+def test_simulation_fields_take_zero_and_negative_values_apart_from_empty(studio, qtbot):
+    """An empty SBD field ("fitted at Start") sits below the valid range, so a gain of exactly 0
+    (Gaussian-only noise) and a negative signal range (dark-subtracted data) are values of their own."""
+    _viewer, widget = studio
+    method = widget.method
+    click(qtbot, method.method_buttons["sbd"])
+    gain, low, high = (method.editor(f"simulation.{name}") for name in ("gain", "signal_low", "signal_high"))
+    assert gain.value() is None and gain.input.text() == "fitted at Start"
+    gain.input.setValue(0.0)
+    assert gain.value() == 0.0 and widget.session.config.simulation.gain == 0.0
+    gain.input.setValue(gain.input.minimum())
+    assert gain.value() is None and widget.session.config.simulation.gain is None
+    high.input.setValue(50.0)
+    low.input.setValue(-20.0)
+    assert (widget.session.config.simulation.signal_low, widget.session.config.simulation.signal_high) == (-20.0, 50.0)
+    offset = method.editor("simulation.offset")
+    offset.input.setValue(-5.0)
+    assert widget.session.config.simulation.offset == -5.0

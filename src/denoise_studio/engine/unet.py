@@ -347,27 +347,12 @@ def _positive_probe(config_json: str, in_channels: int, dims: int) -> UNet:
 
 @lru_cache(maxsize=64)
 def _receptive_radius(config_json: str, in_channels: int) -> int:
-    probe = _positive_probe(config_json, in_channels, dims=2)
-    step = probe.step
-    bound = 12 * step + 16  # above the measured radius of every option; doubled if ever reached
-    while True:
-        radius = _probe_radius(probe, in_channels, bound)
-        if radius < bound:
-            return radius
-        bound *= 2  # pragma: no cover - the first bound suffices for every supported option
-
-
-def _probe_radius(probe: UNet, in_channels: int, bound: int) -> int:
-    step = probe.step
-    size = ((2 * bound + 2 * step) // step + 1) * step
-    x = torch.rand((1, in_channels, size, size), requires_grad=True)
-    # Every output position of one pooling cell in the middle of the grid: pixels at different
-    # phases of the pooling grid see slightly different windows, and tiles must cover them all.
-    c = (size // 2 // step) * step
-    probe(x)[0, 0, c : c + step, c : c + step].sum().backward()
-    support = torch.nonzero(x.grad[0].abs().sum(0) > 0)
-    low, high = support.min(dim=0).values, support.max(dim=0).values
-    return int(max((c - low).max().item(), (high - (c + step - 1)).max().item()))
+    # Thin probes along Y and along X (see _probe_axis): a square probe of a depth-5 network took
+    # seconds, and the Method dock asks for the field of view as the user picks the depth.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        probe = _positive_probe(config_json, in_channels, dims=2)
+        return max(_axis_radius(probe, in_channels, axis) for axis in (0, 1))
 
 
 @lru_cache(maxsize=64)
@@ -384,7 +369,7 @@ def _receptive_radii_3d(config_json: str, in_channels: int) -> tuple[int, int, i
 
 
 def _axis_radius(probe: UNet, in_channels: int, axis: int) -> int:
-    bound = 12 * probe.steps[axis] + 16  # as in 2D; a Z axis without pooling needs far less
+    bound = 12 * probe.steps[axis] + 16  # above every supported option's radius; Z without pooling needs far less
     while True:
         radius = _probe_axis(probe, in_channels, axis, bound)
         if radius < bound:
@@ -407,12 +392,14 @@ def _probe_axis(probe: UNet, in_channels: int, axis: int, bound: int) -> int:
     shape = list(steps)
     shape[axis] = size
     x = torch.rand((1, in_channels, *shape), requires_grad=True)
-    # As in 2D: all output positions of one pooling cell (the thin axes are exactly one cell).
+    # Every output position of one pooling cell in the middle (the thin axes are exactly one cell):
+    # pixels at different phases of the pooling grid see slightly different windows, and tiles must
+    # cover them all.
     c = (size // 2 // step) * step
-    cell: list[slice] = [slice(None)] * 3
+    cell: list[slice] = [slice(None)] * len(steps)
     cell[axis] = slice(c, c + step)
     probe(x)[(0, 0, *cell)].sum().backward()
-    others = tuple(1 + other for other in range(3) if other != axis)
+    others = tuple(1 + other for other in range(len(steps)) if other != axis)
     support = torch.nonzero(x.grad[0].abs().sum(dim=(0, *others)) > 0)[:, 0]
     low, high = int(support.min()), int(support.max())
     return max(c - low, high - (c + step - 1))

@@ -237,17 +237,21 @@ class FieldEditor(QWidget):
             return box
         if annotation is float:
             box = ScientificSpinBox() if self.name in SCIENTIFIC else QDoubleSpinBox()
-            minimum = float(low if low is not None else 0.0)
             maximum = float(high if high is not None else UNBOUNDED_FLOAT)
+            # No lower bound: negative values are valid too (a dark level, a signal range).
+            minimum = float(low if low is not None else -maximum)
             if self.name not in SCIENTIFIC:
                 box.setDecimals(3 if maximum <= 5 else 2)
-                box.setSingleStep(_step_for(minimum, maximum))
+                box.setSingleStep(_step_for(max(minimum, 0.0), maximum))
             if low_open and not self.optional:
                 minimum = minimum + (1e-12 if self.name in SCIENTIFIC else 10 ** -box.decimals())
             if high_open:
                 maximum = maximum - 10 ** -box.decimals()
             if self.optional:
-                # The bottom of the range (0) stands for None: "no limit".
+                # An open bottom (gt) is itself invalid and stands for None ("no limit"); below a closed
+                # or absent one, one step further down does, so that the bound (a gain of 0) stays settable.
+                if not low_open:
+                    minimum -= box.singleStep()
                 box.setSpecialValueText(NONE_TEXT.get(self.name, "no limit"))
             box.setRange(minimum, maximum)
             box.setSuffix(SUFFIXES.get(self.name, ""))
