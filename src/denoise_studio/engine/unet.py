@@ -379,7 +379,7 @@ def _axis_radius(probe: UNet, in_channels: int, axis: int) -> int:
 
 def _probe_axis(probe: UNet, in_channels: int, axis: int, bound: int) -> int:
     """The receptive radius along one axis, from a probe that is long on that axis and one pooling
-    cell thin on the other two.
+    cell thin on the others (2D or 3D).
 
     Every layer acts on each axis independently (its support is a box, pooling and up-sampling map
     each coordinate on its own, paddings only remap coordinates within an axis), and every path of

@@ -249,9 +249,10 @@ class FieldEditor(QWidget):
                 maximum = maximum - 10 ** -box.decimals()
             if self.optional:
                 # An open bottom (gt) is itself invalid and stands for None ("no limit"); below a closed
-                # or absent one, one step further down does, so that the bound (a gain of 0) stays settable.
+                # or absent one, the next shown value down does, so that the bound (a gain of 0) stays
+                # settable and anything typed below it reads as None rather than as an invalid number.
                 if not low_open:
-                    minimum -= box.singleStep()
+                    minimum -= 10 ** -box.decimals()
                 box.setSpecialValueText(NONE_TEXT.get(self.name, "no limit"))
             box.setRange(minimum, maximum)
             box.setSuffix(SUFFIXES.get(self.name, ""))
