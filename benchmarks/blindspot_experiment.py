@@ -15,6 +15,9 @@ Both output a mean and a log prior variance. The noise variance is the Poisson-G
 engine fits on the noisy image alone (:func:`fit_from_noisy`), in normalised units; the loss is the
 negative log-likelihood of every pixel under N(mean, prior + noise).
 
+The shared pairs are 512 x 512: the rotation network needs square images with sides a multiple of 4
+(at other sides the reflected padding would also show a pixel its own value near the bottom and right).
+
     python benchmarks/blindspot_experiment.py fish 110      # pair name (FMD or W2S), training seconds
 """
 
@@ -174,6 +177,8 @@ def main(name: str, seconds: float) -> None:
     label, noisy_path, reference_path, affine = found[0]
     noisy = load_image(noisy_path)[0].astype(np.float32)
     reference = load_image(reference_path)[0].astype(np.float32)
+    if noisy.shape[0] != noisy.shape[1] or noisy.shape[0] % 4:
+        raise SystemExit(f"{label} is {noisy.shape}: this experiment needs a square image with sides a multiple of 4")
 
     def score(image):
         return affine_psnr(image, reference) if affine else psnr(image, reference)

@@ -96,9 +96,13 @@ def test_simulation_fields_take_zero_and_negative_values_apart_from_empty(studio
     assert gain.value() == 0.0 and widget.session.config.simulation.gain == 0.0
     gain.input.setValue(gain.input.minimum())
     assert gain.value() is None and widget.session.config.simulation.gain is None
-    gain.input.setValue(2.5)
-    gain.input.setValue(-3.0)  # below the valid range: clamped to the bottom, which reads as empty
+    gain.input.stepBy(1)  # a step up from empty lands on the bound, not on a step above the sentinel
+    assert gain.value() == 0.0
+    gain.input.stepBy(-1)
     assert gain.value() is None and not gain.has_error
+    low.input.stepBy(1)  # no bottom: from empty to 0
+    assert low.value() == 0.0
+    low.input.setValue(low.input.minimum())
     high.input.setValue(50.0)
     low.input.setValue(-20.0)
     assert (widget.session.config.simulation.signal_low, widget.session.config.simulation.signal_high) == (-20.0, 50.0)

@@ -138,6 +138,22 @@ def tooltip(model: type[BaseModel], name: str) -> str:
     return f"{description}\n({extra})" if extra else description
 
 
+class OptionalSpinBox(QDoubleSpinBox):
+    """A number box whose bottom value stands for None; a step up from it lands on ``first``, the
+    lowest valid value (or 0 where the range has no bottom), not a step above the sentinel."""
+
+    def __init__(self, first: float, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.first = first
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 (Qt override)
+        if steps > 0 and self.value() == self.minimum():
+            self.setValue(self.first)
+            steps -= 1
+        if steps:
+            super().stepBy(steps)
+
+
 class ScientificSpinBox(QDoubleSpinBox):
     """A double spin box that shows and reads values like ``1e-4`` and steps by decades."""
 
@@ -236,7 +252,11 @@ class FieldEditor(QWidget):
             box.valueChanged.connect(self.changed)
             return box
         if annotation is float:
-            box = ScientificSpinBox() if self.name in SCIENTIFIC else QDoubleSpinBox()
+            below_bottom = self.optional and not low_open  # None sits just below the valid range
+            if self.name in SCIENTIFIC:
+                box = ScientificSpinBox()
+            else:
+                box = OptionalSpinBox(float(low or 0.0)) if below_bottom else QDoubleSpinBox()
             maximum = float(high if high is not None else UNBOUNDED_FLOAT)
             # No lower bound: negative values are valid too (a dark level, a signal range).
             minimum = float(low if low is not None else -maximum)
@@ -249,9 +269,9 @@ class FieldEditor(QWidget):
                 maximum = maximum - 10 ** -box.decimals()
             if self.optional:
                 # An open bottom (gt) is itself invalid and stands for None ("no limit"); below a closed
-                # or absent one, the next shown value down does, so that the bound (a gain of 0) stays
-                # settable and anything typed below it reads as None rather than as an invalid number.
-                if not low_open:
+                # or absent one, the next shown value down does, so that the bound itself (a gain of 0)
+                # stays settable.
+                if below_bottom:
                     minimum -= 10 ** -box.decimals()
                 box.setSpecialValueText(NONE_TEXT.get(self.name, "no limit"))
             box.setRange(minimum, maximum)
