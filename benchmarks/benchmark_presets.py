@@ -14,7 +14,6 @@ the rows with each other, not with another machine's.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from denoise_studio.engine.metrics import affine_psnr, psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_fmd import DEFAULT_DATA, pairs  # noqa: E402
-from report import keep_row, machine, read_rows, write_section  # noqa: E402
+from report import keep_row, machine, read_rows, resumable_parser, write_section  # noqa: E402
 
 PRESETS = ("fast", "balanced", "quality")
 LABELS = {"fast": "Fast", "balanced": "Balanced", "quality": "High Quality"}
@@ -94,13 +93,10 @@ def speed_lines(rows: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser = resumable_parser(__doc__, DEFAULT_DATA)
     parser.add_argument("--pairs", nargs="*", help="names such as 'FMD fish' or 'W2S 085_1' (default: all)")
     parser.add_argument("--presets", nargs="*", default=list(PRESETS), choices=PRESETS)
     parser.add_argument("--balanced-max-time", type=float, help="cap Balanced's training (default: the preset's own)")
-    parser.add_argument("--results", type=Path, help="JSON lines file: rows are appended; rows already there are kept")
-    parser.add_argument("--report", action="store_true", help="train nothing: write the section from --results")
     args = parser.parse_args(argv)
 
     chosen = [p for p in pairs(args.data, quick=False) if not args.pairs or p[0] in args.pairs]

@@ -15,7 +15,6 @@ One run, one process, one machine: compare the rows with each other, not with an
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from denoise_studio.engine.metrics import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_fmd import DEFAULT_DATA  # noqa: E402
-from report import keep_row, machine, read_rows, write_section  # noqa: E402
+from report import keep_row, machine, read_rows, resumable_parser, write_section  # noqa: E402
 
 SAMPLES = ("fish", "BPAE_G", "BPAE_B", "mice")
 RUNS = ("n2v", "sbd", "sbd_wide")
@@ -82,10 +81,7 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--results", type=Path, help="JSON lines file: rows are appended; rows already there are kept")
-    parser.add_argument("--report", action="store_true", help="train nothing: write the section from --results")
+    parser = resumable_parser(__doc__, DEFAULT_DATA)
     args = parser.parse_args(argv)
     folder = args.data / "fmd_confocal"
     if not all((folder / f"{name}_noisy.tif").exists() for name in SAMPLES):

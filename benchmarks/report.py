@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -53,6 +54,16 @@ def machine() -> str:
         f"{model}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"{'native' if native_bf16() else 'no native'} bf16 ({os.cpu_count()} cores)"
     )
+
+
+def resumable_parser(doc: str, data: Path) -> argparse.ArgumentParser:
+    """The options every resumable benchmark takes: where the shared data is, the JSON-lines file of
+    measured rows (a rerun skips rows already there) and --report (measure nothing, write the section)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=data)
+    parser.add_argument("--results", type=Path, help="JSON lines file: rows are appended; rows already there are kept")
+    parser.add_argument("--report", action="store_true", help="train nothing: write the section from --results")
+    return parser
 
 
 def read_rows(path: Path | None) -> list[dict]:

@@ -53,6 +53,7 @@ from ...engine.io import InputError
 from ..state.session import Session, layer_shape, read_pixels, unique_layer_name
 from ..workers.worker import EngineJob, Outcome, guarded
 from .dock import StudioDock
+from .fields import hint_label
 from .quality_panel import denoiser_of
 from .side_by_side import SideBySide
 
@@ -262,9 +263,7 @@ class CompareDock(StudioDock):
         buttons = QHBoxLayout()
         buttons.addWidget(self.compute_button)
         buttons.addWidget(self.single_button)
-        self.note = QLabel()
-        self.note.setWordWrap(True)
-        self.note.setStyleSheet("color: gray;")
+        self.note = hint_label()
         self.status = QLabel()
         self.status.setWordWrap(True)
         #: The order of the side-by-side views (each view also shows its layer's name).

@@ -31,7 +31,7 @@ from ...engine.config import (
 from ..state.session import PRESET_NAMES, Session
 from .binding import ConfigBinding
 from .dock import StudioDock
-from .fields import FieldEditor
+from .fields import FieldEditor, hint_label
 from .qt_utils import discard_widget
 
 if TYPE_CHECKING:
@@ -118,10 +118,8 @@ class ConfigDock(StudioDock):
                                   "to 'Train from scratch' in Method and Data to train a new one.")
         self.import_note.setWordWrap(True)
         self.import_note.hide()
-        self.running_note = QLabel("A training is running with the settings it started with; "
+        self.running_note = hint_label("A training is running with the settings it started with; "
                                    "changes here apply to the next training.")
-        self.running_note.setWordWrap(True)
-        self.running_note.setStyleSheet("color: gray;")
         self.running_note.hide()
 
         self._form_host = QVBoxLayout()

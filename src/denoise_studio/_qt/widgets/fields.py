@@ -90,6 +90,16 @@ UNBOUNDED_INT = 1_000_000
 UNBOUNDED_FLOAT = 7 * 24 * 3600.0
 
 ERROR_STYLE = "border: 1px solid #e5484d; border-radius: 2px;"
+#: Explanations and status lines: quieter than the controls they explain.
+HINT_STYLE = "color: gray;"
+
+
+def hint_label(text: str = "", wrap: bool = True) -> QLabel:
+    """A grey, word-wrapped label for an explanation or a status line."""
+    label = QLabel(text)
+    label.setWordWrap(wrap)
+    label.setStyleSheet(HINT_STYLE)
+    return label
 
 
 def field_info(model: type[BaseModel], name: str):

@@ -28,7 +28,7 @@ from ..state.session import Session
 from ..workers.training_run import REVIEW, TrainingRun
 from .binding import ConfigBinding
 from .dock import StudioDock
-from .fields import FieldEditor
+from .fields import FieldEditor, hint_label
 from .mask_widgets import CorrelationMap, KernelGrid, colour_limit
 from .qt_utils import Connections, discard_widget
 
@@ -94,9 +94,7 @@ class MaskReviewDock(StudioDock):
         self.tabs = QTabWidget()
         self.stats = QLabel()
         self.stats.setWordWrap(True)
-        self.summary = QLabel()
-        self.summary.setWordWrap(True)
-        self.summary.setStyleSheet("color: gray;")
+        self.summary = hint_label()
         self.advice = QLabel()
         self.advice.setWordWrap(True)
         self.advice.setStyleSheet("color: #f5a623;")

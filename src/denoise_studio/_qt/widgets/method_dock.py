@@ -42,7 +42,7 @@ from ...samples import starter_model_path
 from ..state.session import Session, unique_layer_name
 from .binding import ConfigBinding
 from .dock import StudioDock
-from .fields import FieldEditor, FilterSpecEditor
+from .fields import FieldEditor, FilterSpecEditor, hint_label
 
 if TYPE_CHECKING:
     import napari
@@ -73,10 +73,9 @@ class MethodDock(StudioDock):
             self._method_group.addButton(button)
             self.method_buttons[key] = button
             method_layout.addWidget(button)
-            hint_label = QLabel(hint)
-            hint_label.setWordWrap(True)
-            hint_label.setStyleSheet("color: gray; margin-left: 20px;")
-            method_layout.addWidget(hint_label)
+            explanation = hint_label(hint)
+            explanation.setContentsMargins(20, 0, 0, 0)  # under its radio button
+            method_layout.addWidget(explanation)
 
         # -- mode --
         self.mode_buttons: dict[str, QRadioButton] = {}
@@ -84,9 +83,7 @@ class MethodDock(StudioDock):
         mode_layout = QVBoxLayout(mode_box)
         mode_row = QHBoxLayout()
         self._mode_group = QButtonGroup(self)
-        self.mode_hint = QLabel()
-        self.mode_hint.setWordWrap(True)
-        self.mode_hint.setStyleSheet("color: gray;")
+        self.mode_hint = hint_label()
         for key, title, hint in MODE_CHOICES:
             button = QRadioButton(title)
             button.setToolTip(hint)
@@ -228,12 +225,10 @@ class MethodDock(StudioDock):
     def _deconv_box(self) -> QGroupBox:
         box = QGroupBox("DecoNoising (optional)")
         layout = QVBoxLayout(box)
-        hint = QLabel(
+        hint = hint_label(
             "Denoise and deconvolve at once: the network predicts a sharp image that, blurred by a Gaussian "
             "PSF of this sigma, explains the data. Gives a denoised and a deconvolved layer. Off: plain denoising."
         )
-        hint.setWordWrap(True)
-        hint.setStyleSheet("color: gray;")
         layout.addWidget(hint)
         layout.addLayout(self._editor_grid(DeconvConfig, "deconv", ("psf_sigma", "positivity")))
         return box
@@ -241,12 +236,10 @@ class MethodDock(StudioDock):
     def _simulation_box(self) -> QGroupBox:
         box = QGroupBox("Simulation-based training (SBD)")
         layout = QVBoxLayout(box)
-        hint = QLabel(
+        hint = hint_label(
             "Trains on clean images of similar structures (averages, another sample, simulations) with noise drawn "
             "afresh for every batch: the noise of the image layer above, which is denoised afterwards."
         )
-        hint.setWordWrap(True)
-        hint.setStyleSheet("color: gray;")
         layout.addWidget(hint)
         layout.addWidget(QLabel("Clean layers to train on"))
         self.clean_list = QListWidget()
@@ -271,9 +264,7 @@ class MethodDock(StudioDock):
         layout.addLayout(row)
         fields = ("gain", "offset", "read_variance", "row_sigma", "signal_low", "signal_high")
         layout.addLayout(self._editor_grid(SimulationConfig, "simulation", fields))
-        self.field_of_view_label = QLabel()
-        self.field_of_view_label.setWordWrap(True)
-        self.field_of_view_label.setStyleSheet("color: gray;")
+        self.field_of_view_label = hint_label()
         layout.addWidget(self.field_of_view_label)
         return box
 
@@ -326,12 +317,10 @@ class MethodDock(StudioDock):
         page = QWidget()
         layout = QVBoxLayout(page)
         layout.setContentsMargins(0, 0, 0, 0)
-        hint = QLabel(
+        hint = hint_label(
             "A run folder written by denoise-studio (config.json and weights; for autoStructN2V also "
             "stage1.pth, stage2.pth and mask.npy), or a config.json with a weights file of your choice."
         )
-        hint.setWordWrap(True)
-        hint.setStyleSheet("color: gray;")
         layout.addWidget(hint)
         row = QHBoxLayout()
         self.folder_button = QPushButton("Model folder…")

@@ -29,6 +29,7 @@ from ...engine.model import TrainedModel
 from ..state.session import Session
 from ..workers.training_run import COMPLETE, FAILED, PENDING, REVIEW, STOPPED, TRAINING, TrainingRun
 from .dock import StudioDock
+from .fields import hint_label
 from .qt_utils import Connections, discard_widget
 
 if TYPE_CHECKING:
@@ -86,8 +87,7 @@ class LossCard(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
-        caption = QLabel(title)
-        caption.setStyleSheet("color: gray;")
+        caption = hint_label(title, wrap=False)
         self.value = QLabel("–")
         self.value.setStyleSheet("font-size: 16pt; font-weight: bold;")
         layout.addWidget(caption)
@@ -207,16 +207,14 @@ class TrainingDock(StudioDock):
 
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
-        self.run_label = QLabel()
-        self.run_label.setStyleSheet("color: gray;")
+        self.run_label = hint_label(wrap=False)
         self.run_label.setWordWrap(True)
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.notice = QLabel()
         self.notice.setWordWrap(True)
         self.notice.setStyleSheet("color: #e5484d;")
         self.notice.hide()
-        self.activity = QLabel()
-        self.activity.setStyleSheet("color: gray;")
+        self.activity = hint_label(wrap=False)
 
         self._phase_host = QVBoxLayout()
         layout = QVBoxLayout(self)
